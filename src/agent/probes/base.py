@@ -1,0 +1,182 @@
+"""What every probe shares: the result value, the status vocabulary and a `run()` that never raises.
+
+A probe writes only `check()`. `run()` times it, turns every failure into a result with an
+error class, and scrubs the probe's secrets out of the message. Probes never touch the
+database and import nothing from `models` or `sqlalchemy`.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import ssl
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar
+
+MAX_MESSAGE_CHARS = 500
+SCRUBBED = "***"
+
+
+class Status(StrEnum):
+    """The fixed vocabulary of a probe's verdict."""
+
+    OK = "ok"  # reachable and healthy
+    WARNING = "warning"  # reachable, something needs attention
+    CRITICAL = "critical"  # not reachable, or reachable and failing
+    ERROR = "error"  # the check itself could not be made (config, auth, host key, unsupported)
+
+
+class ErrorClass(StrEnum):
+    """Why a check failed, in words an operator can filter on."""
+
+    DNS = "dns"
+    REFUSED = "refused"
+    TIMEOUT = "timeout"
+    UNREACHABLE = "unreachable"
+    AUTH = "auth"
+    HOST_KEY = "host_key"
+    TLS = "tls"
+    PROTOCOL = "protocol"
+    UNSUPPORTED = "unsupported"
+    CONFIG = "config"
+    INTERNAL = "internal"
+
+
+UNREACHABLE_CLASSES = frozenset(
+    {ErrorClass.DNS, ErrorClass.REFUSED, ErrorClass.TIMEOUT, ErrorClass.UNREACHABLE}
+)
+
+
+class ProbeError(Exception):
+    """A failure a probe recognised, with its class; its message must hold no secret."""
+
+    def __init__(self, error_class: ErrorClass, message: str) -> None:
+        super().__init__(message)
+        self.error_class = error_class
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a successful `check()` saw: facts about the target and named sub-checks."""
+
+    facts: Mapping[str, Any] = field(default_factory=dict)
+    checks: Mapping[str, Status] = field(default_factory=dict)
+    status: Status = Status.OK
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """The outcome of one probe run: plain values, safe to log, return and store."""
+
+    kind: str
+    status: Status
+    latency_ms: float
+    error_class: ErrorClass | None = None
+    message: str = ""
+    facts: Mapping[str, Any] = field(default_factory=dict)
+    checks: Mapping[str, Status] = field(default_factory=dict)
+
+    @property
+    def reachable(self) -> bool:
+        """Whether the target answered at all."""
+        return self.error_class not in UNREACHABLE_CLASSES
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready form of the result."""
+        return {
+            "kind": self.kind,
+            "status": self.status.value,
+            "latency_ms": round(self.latency_ms, 3),
+            "error_class": self.error_class.value if self.error_class else None,
+            "message": self.message,
+            "facts": dict(self.facts),
+            "checks": {name: status.value for name, status in self.checks.items()},
+        }
+
+
+def classify(exc: BaseException) -> ErrorClass:
+    """The error class of a standard-library failure."""
+    if isinstance(exc, ProbeError):
+        return exc.error_class
+    if isinstance(exc, socket.gaierror):
+        return ErrorClass.DNS
+    if isinstance(exc, ConnectionRefusedError):
+        return ErrorClass.REFUSED
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return ErrorClass.TIMEOUT
+    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
+        return ErrorClass.TLS
+    if isinstance(exc, OSError):
+        return ErrorClass.UNREACHABLE
+    return ErrorClass.INTERNAL
+
+
+_SECRET_ASSIGNMENT = re.compile(
+    r"(?i)\b(password|passwd|secret|token|api[_-]?key|authorization)(\s*[=:]\s*)(\S+)"
+)
+
+
+def scrub(message: str, secrets: Iterable[str] = ()) -> str:
+    """Remove known secrets and anything that looks like `password=...` from a message."""
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        message = message.replace(secret, SCRUBBED)
+    message = _SECRET_ASSIGNMENT.sub(lambda m: f"{m[1]}{m[2]}{SCRUBBED}", message)
+    return message[:MAX_MESSAGE_CHARS]
+
+
+class Probe(ABC):
+    """One kind of check; subclasses write `check()` and may refine `classify()`."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, timeout_s: float = 10.0) -> None:
+        self.timeout_s = timeout_s
+
+    @abstractmethod
+    def check(self) -> Observation:
+        """Look at the target; raise on failure (ideally a `ProbeError`)."""
+
+    def secrets(self) -> Iterable[str]:
+        """The secret values this probe holds, to be scrubbed from every message."""
+        return ()
+
+    def classify(self, exc: BaseException) -> ErrorClass:
+        """The error class of `exc`; extend for a client library's own exceptions."""
+        return classify(exc)
+
+    def run(self) -> ProbeResult:
+        """Run `check()` and return a result; never raises (but lets KeyboardInterrupt through)."""
+        started = time.perf_counter()
+        try:
+            seen = self.check()
+        except Exception as exc:  # a probe's failure is a result, never an exception
+            return self._failure(exc, started)
+        return ProbeResult(
+            kind=self.kind,
+            status=seen.status,
+            latency_ms=_elapsed_ms(started),
+            message=scrub(seen.message, self.secrets()),
+            facts=seen.facts,
+            checks=seen.checks,
+        )
+
+    def _failure(self, exc: BaseException, started: float) -> ProbeResult:
+        error_class = self.classify(exc)
+        status = Status.CRITICAL if error_class in UNREACHABLE_CLASSES else Status.ERROR
+        text = str(exc) or type(exc).__name__
+        return ProbeResult(
+            kind=self.kind,
+            status=status,
+            latency_ms=_elapsed_ms(started),
+            error_class=error_class,
+            message=scrub(text, self.secrets()),
+        )
+
+
+def _elapsed_ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0

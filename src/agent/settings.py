@@ -1,0 +1,95 @@
+"""The agent's one typed configuration, read from the environment once."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+QUEUES = ("health", "discovery", "plugins", "benchmarks", "housekeeping", "agent")
+
+
+class ConfigError(ValueError):
+    """A configuration that the agent refuses to run with."""
+
+
+class Settings(BaseSettings):
+    """Every knob of the agent; each field is the variable `AGENT_<FIELD>`."""
+
+    model_config = SettingsConfigDict(env_prefix="AGENT_", extra="ignore", frozen=True)
+
+    database_url: str | None = None
+    broker_url: str | None = None
+    result_backend: str | None = None
+    secret_key: SecretStr | None = None
+    data_dir: Path = Field(default_factory=lambda: platformdirs.user_data_path("infra-agent"))
+    log_level: str = "INFO"
+
+    flower_user: str = "admin"
+    flower_password: SecretStr | None = None
+    flower_address: str = "127.0.0.1"
+    flower_port: int = 5555
+
+    worker_concurrency: int = Field(default=4, ge=1)
+    visibility_timeout_s: int = Field(default=3600, ge=60)
+    task_soft_time_limit_s: int = Field(default=300, ge=1)
+    task_time_limit_s: int = Field(default=360, ge=1)
+    result_expires_s: int = Field(default=86400, ge=60)
+    broker_socket_timeout_s: float = Field(default=30.0, gt=0)
+
+    timeseries_backend: Literal["auto", "timescaledb", "native"] = "auto"
+    partitions_ahead: int = Field(default=7, ge=1)
+
+    health_interval_s: int = Field(default=60, ge=5)
+    discovery_interval_s: int = Field(default=300, ge=5)
+    plugins_interval_s: int = Field(default=120, ge=5)
+    housekeeping_interval_s: int = Field(default=900, ge=5)
+    retention_interval_s: int = Field(default=3600, ge=5)
+
+    @model_validator(mode="after")
+    def _limits_fit_visibility(self) -> Settings:
+        check_time_limits(
+            self.task_soft_time_limit_s, self.task_time_limit_s, self.visibility_timeout_s
+        )
+        return self
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL with the psycopg 3 driver named, as SQLAlchemy wants it."""
+        return to_sqlalchemy_url(require(self.database_url, "AGENT_DATABASE_URL"))
+
+
+def check_time_limits(soft_s: float | None, hard_s: float | None, visibility_s: float) -> None:
+    """Refuse limits that would let Redis redeliver a task that is still running."""
+    if soft_s is not None and hard_s is not None and soft_s >= hard_s:
+        raise ConfigError(f"soft time limit {soft_s}s must be below the hard limit {hard_s}s")
+    if hard_s is not None and hard_s >= visibility_s:
+        raise ConfigError(
+            f"time limit {hard_s}s must be below the broker visibility timeout {visibility_s}s, "
+            "or a running task would be delivered a second time"
+        )
+
+
+def to_sqlalchemy_url(url: str) -> str:
+    """Name the psycopg 3 driver in a plain `postgresql://` URL."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    return url
+
+
+def require(value: str | None, name: str) -> str:
+    """Return a setting that must be present, or say which variable is missing."""
+    if not value:
+        raise ConfigError(f"{name} is not set (run `infra-agent up` for the embedded default)")
+    return value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings()
