@@ -16,17 +16,9 @@ from sqlalchemy.orm import Session
 from agent import migrate
 from agent.settings import get_settings
 from models import session as db
+from tests.support import missing_component  # noqa: F401  (re-exported for tests)
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
-
-
-def missing_component(what: str, package: str) -> None:
-    """Skip a test whose server is missing here; in CI that is a failure, not a skip."""
-    message = f"{what} is not available: install {package}"
-    if IN_CI:
-        pytest.fail(f"{message} (CI must provide every component)")
-    pytest.skip(message)
-
+pytest_plugins = ["tests.fixtures.sshd", "tests.fixtures.podman", "tests.fixtures.kube"]
 
 @pytest.fixture(scope="session")
 def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
