@@ -16,9 +16,9 @@ from sqlalchemy.orm import Session
 from agent import migrate
 from agent.settings import get_settings
 from models import session as db
-from tests.support import missing_component  # noqa: F401  (re-exported for tests)
 
 pytest_plugins = ["tests.fixtures.sshd", "tests.fixtures.podman", "tests.fixtures.kube"]
+
 
 @pytest.fixture(scope="session")
 def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
