@@ -9,6 +9,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from celery import Celery
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
@@ -91,3 +92,25 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server = EmbeddedRedis(Path(tmp_path_factory.mktemp("redis")))
     yield server.start()
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def celery_app(database_url: str, redis_url: str) -> Celery:
+    """The agent's Celery app pointed at the test Redis and database, its queues purged."""
+    from agent.celery import app
+
+    app.conf.update(broker_url=redis_url, result_backend=redis_url)
+    app.control.purge()
+    return app
+
+
+@pytest.fixture(scope="session")
+def celery_worker(celery_app: Celery) -> Iterator[object]:
+    """A real worker consuming from Redis in this process (not eager mode)."""
+    import celery.contrib.testing.tasks  # noqa: F401  (registers celery.ping for the ready check)
+    from celery.contrib.testing.worker import start_worker
+
+    with start_worker(
+        celery_app, pool="threads", concurrency=4, loglevel="WARNING", shutdown_timeout=30
+    ) as worker:
+        yield worker

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import platformdirs
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-QUEUES = ("health", "discovery", "plugins", "benchmarks", "housekeeping", "agent")
+JOB_QUEUES = ("health", "discovery", "plugins", "benchmarks", "housekeeping")
+DEFAULT_QUEUE = "agent"
+QUEUES = (*JOB_QUEUES, DEFAULT_QUEUE)
 
 
 class ConfigError(ValueError):
@@ -89,7 +92,22 @@ def require(value: str | None, name: str) -> str:
     return value
 
 
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with errors that never echo an input (it may be a secret)."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(error) for error in exc.errors(include_input=False))
+        raise ConfigError(f"invalid configuration: {problems}") from None
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    where = ".".join(str(part) for part in error["loc"])
+    field = f"AGENT_{where.upper()}: " if where else ""
+    return field + str(error["msg"]).removeprefix("Value error, ")
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings, read from the environment on first use."""
-    return Settings()
+    return load_settings()

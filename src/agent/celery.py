@@ -1,0 +1,127 @@
+"""The Celery app: `celery -A agent worker|beat|flower` finds it here.
+
+Delivery is at-least-once: late acks, reject on worker loss, prefetch 1. Time limits stay
+below the broker's visibility timeout (checked at start-up), so a running task is never
+handed to a second worker. Only JSON travels: pickle is refused.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from celery import Celery
+from celery.signals import worker_init, worker_process_init
+from kombu import Exchange, Queue
+
+from agent import flower
+from agent.settings import (
+    DEFAULT_QUEUE,
+    JOB_QUEUES,
+    QUEUES,
+    Settings,
+    check_time_limits,
+    get_settings,
+)
+
+TASK_MODULES = ["tasks.system"]
+
+
+def broker_transport_options(settings: Settings) -> dict[str, object]:
+    """Socket timeouts, keepalive and the visibility timeout, for broker and results alike."""
+    return {
+        "visibility_timeout": settings.visibility_timeout_s,
+        "socket_timeout": settings.broker_socket_timeout_s,
+        "socket_connect_timeout": settings.broker_socket_timeout_s,
+        "socket_keepalive": True,
+        "health_check_interval": 25,
+        "retry_on_timeout": True,
+    }
+
+
+def celery_config(settings: Settings) -> dict[str, object]:
+    """The Celery configuration the agent always runs with."""
+    broker = settings.broker_url
+    return {
+        "broker_url": broker,
+        "result_backend": settings.result_backend or broker,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_concurrency": settings.worker_concurrency,
+        "task_soft_time_limit": settings.task_soft_time_limit_s,
+        "task_time_limit": settings.task_time_limit_s,
+        "broker_transport_options": broker_transport_options(settings),
+        "result_backend_transport_options": broker_transport_options(settings),
+        "redis_socket_timeout": settings.broker_socket_timeout_s,
+        "redis_socket_connect_timeout": settings.broker_socket_timeout_s,
+        "redis_socket_keepalive": True,
+        "redis_retry_on_timeout": True,
+        "redis_backend_health_check_interval": 25,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,
+        "broker_heartbeat": 30,
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+        "result_expires": settings.result_expires_s,
+        "result_extended": True,
+        "task_track_started": True,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "task_queues": [Queue(name, Exchange(name), routing_key=name) for name in QUEUES],
+        "task_default_queue": DEFAULT_QUEUE,
+        "task_routes": {f"agent.{family}.*": {"queue": family} for family in JOB_QUEUES},
+        "worker_hijack_root_logger": False,
+        "timezone": "UTC",
+        "enable_utc": True,
+        "beat_schedule": beat_entries(settings),
+    }
+
+
+def beat_entries(settings: Settings) -> dict[str, dict[str, object]]:
+    """`beat_schedule.SCHEDULE` with intervals from settings; a run expires after one interval."""
+    import beat_schedule
+
+    entries = {}
+    for name, entry in beat_schedule.SCHEDULE.items():
+        interval = float(getattr(settings, entry["every"]))
+        entries[name] = {
+            "task": entry["task"],
+            "schedule": interval,
+            "options": {"expires": interval},
+        }
+    return entries
+
+
+def check_task_limits(app: Celery) -> None:
+    """Refuse to start when any task's time limit would outlive the visibility timeout."""
+    visibility = app.conf.broker_transport_options.get("visibility_timeout", 3600)
+    check_time_limits(app.conf.task_soft_time_limit, app.conf.task_time_limit, visibility)
+    for task in app.tasks.values():
+        check_time_limits(task.soft_time_limit, task.time_limit, visibility)
+
+
+def create_app(settings: Settings | None = None) -> Celery:
+    """A configured Celery app for `settings` (the environment's by default)."""
+    celery_app = Celery("agent", include=TASK_MODULES)
+    celery_app.config_from_object(celery_config(settings or get_settings()))
+    return celery_app
+
+
+app = create_app()
+flower.require_auth(sys.argv)
+
+
+@worker_init.connect
+def _on_worker_init(sender: object = None, **_: object) -> None:
+    check_task_limits(app)
+
+
+@worker_process_init.connect
+def _on_worker_process_init(**_: object) -> None:
+    # A forked pool child must not share the parent's database sockets.
+    from models.session import dispose_engine
+
+    dispose_engine(close=False)

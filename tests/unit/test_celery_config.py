@@ -1,0 +1,72 @@
+import pytest
+
+import beat_schedule
+from agent.celery import beat_entries, celery_config, check_task_limits, create_app
+from agent.settings import JOB_QUEUES, ConfigError, Settings
+
+
+@pytest.fixture
+def config():
+    return celery_config(Settings(broker_url="redis://127.0.0.1:6379/15"))
+
+
+def test_only_json_is_accepted_for_messages_and_results(config):
+    assert config["accept_content"] == ["json"]
+    assert config["result_accept_content"] == ["json"]
+    assert config["task_serializer"] == config["result_serializer"] == "json"
+
+
+def test_delivery_is_at_least_once_with_one_message_prefetched(config):
+    assert config["task_acks_late"] is True
+    assert config["task_reject_on_worker_lost"] is True
+    assert config["worker_prefetch_multiplier"] == 1
+
+
+def test_the_broker_reconnects_forever_with_socket_timeouts(config):
+    options = config["broker_transport_options"]
+    assert config["broker_connection_max_retries"] is None
+    assert options["socket_timeout"] > 0
+    assert options["socket_keepalive"] is True
+    assert config["task_time_limit"] < options["visibility_timeout"]
+
+
+def test_each_job_family_routes_to_its_own_queue(config):
+    for family in JOB_QUEUES:
+        assert config["task_routes"][f"agent.{family}.*"] == {"queue": family}
+
+
+def test_a_message_reaches_exactly_one_queue(config):
+    bindings = [(queue.exchange.name, queue.routing_key) for queue in config["task_queues"]]
+    assert len(set(bindings)) == len(bindings)
+
+
+def test_beat_entries_expire_within_their_interval(monkeypatch):
+    monkeypatch.setattr(
+        beat_schedule,
+        "SCHEDULE",
+        {"health-sweep": {"task": "agent.health.sweep", "every": "health_interval_s"}},
+    )
+    entries = beat_entries(Settings(health_interval_s=30))
+    entry = entries["health-sweep"]
+    assert entry["schedule"] == 30
+    assert entry["options"]["expires"] <= entry["schedule"]
+
+
+def test_every_schedule_entry_names_a_registered_task_and_an_interval_setting():
+    app = create_app(Settings())
+    app.loader.import_default_modules()
+    for entry in beat_schedule.SCHEDULE.values():
+        assert entry["task"] in app.tasks
+        assert entry["every"].endswith("_interval_s")
+        assert hasattr(Settings(), entry["every"])
+
+
+def test_a_task_whose_time_limit_outlives_the_visibility_timeout_stops_the_worker():
+    app = create_app(Settings(visibility_timeout_s=600, task_time_limit_s=500))
+
+    @app.task(name="agent.test.too_long", time_limit=900)
+    def too_long() -> None:
+        return None
+
+    with pytest.raises(ConfigError, match="visibility timeout"):
+        check_task_limits(app)
