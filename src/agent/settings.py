@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import platformdirs
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from agent.validation import problems
 
 JOB_QUEUES = ("health", "discovery", "plugins", "benchmarks", "housekeeping")
 DEFAULT_QUEUE = "agent"
@@ -97,14 +98,8 @@ def load_settings(**overrides: object) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        problems = "; ".join(_describe(error) for error in exc.errors(include_input=False))
-        raise ConfigError(f"invalid configuration: {problems}") from None
-
-
-def _describe(error: Mapping[str, Any]) -> str:
-    where = ".".join(str(part) for part in error["loc"])
-    field = f"AGENT_{where.upper()}: " if where else ""
-    return field + str(error["msg"]).removeprefix("Value error, ")
+        described = problems(exc, name=lambda field: f"AGENT_{field.upper()}")
+        raise ConfigError(f"invalid configuration: {described}") from None
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,52 @@
+"""The probe for an instance, chosen from `infrastructure_instances.connection_type`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from importlib import import_module
+from typing import Any
+
+from agent.credentials import SecretResolver
+from agent.probes.base import ErrorClass, Observation, Probe, ProbeError
+
+MODULES = {
+    "ssh": "agent.probes.ssh",
+    "docker_api": "agent.probes.docker",
+    "kubernetes": "agent.probes.kubernetes",
+    "http": "agent.probes.http",
+    "tcp": "agent.probes.tcp",
+}
+
+
+class UnsupportedProbe(Probe):
+    """Stands in for a connection type the agent does not know; its result says so."""
+
+    kind = "unsupported"
+
+    def __init__(self, connection_type: str | None) -> None:
+        super().__init__(timeout_s=0)
+        self.connection_type = connection_type
+
+    def check(self) -> Observation:
+        """Fail with a message naming the types the agent supports."""
+        known = ", ".join(sorted(MODULES))
+        raise ProbeError(
+            ErrorClass.UNSUPPORTED,
+            f"unknown connection_type {self.connection_type!r} (supported: {known})",
+        )
+
+
+def probe_for(
+    connection_type: str | None,
+    host: str,
+    port: int | None,
+    connection_config: Mapping[str, Any],
+    resolver: SecretResolver,
+    timeout_s: float,
+) -> Probe:
+    """The probe that checks an instance of `connection_type`."""
+    name = MODULES.get(connection_type or "")
+    if name is None:
+        return UnsupportedProbe(connection_type)
+    module = import_module(name)
+    return module.from_instance(host, port, connection_config, resolver, timeout_s)

@@ -15,7 +15,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from agent.credentials import CredentialError
+from agent.validation import problems
 
 MAX_MESSAGE_CHARS = 500
 SCRUBBED = "***"
@@ -100,9 +105,11 @@ class ProbeResult:
 
 
 def classify(exc: BaseException) -> ErrorClass:
-    """The error class of a standard-library failure."""
+    """The error class of a standard-library failure or an unusable secret."""
     if isinstance(exc, ProbeError):
         return exc.error_class
+    if isinstance(exc, CredentialError):
+        return ErrorClass.CONFIG
     if isinstance(exc, socket.gaierror):
         return ErrorClass.DNS
     if isinstance(exc, ConnectionRefusedError):
@@ -114,6 +121,19 @@ def classify(exc: BaseException) -> ErrorClass:
     if isinstance(exc, OSError):
         return ErrorClass.UNREACHABLE
     return ErrorClass.INTERNAL
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def parse_config(model: type[_Model], raw: Mapping[str, Any]) -> _Model:
+    """A probe's config model from raw values; a CONFIG error that never echoes a value."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise ProbeError(
+            ErrorClass.CONFIG, f"connection_config is invalid: {problems(exc)}"
+        ) from None
 
 
 _SECRET_ASSIGNMENT = re.compile(
