@@ -1,0 +1,237 @@
+"""HTTP probe: one GET, its status, its timing phases and, over TLS, the certificate's expiry.
+
+`connection_config` fields:
+
+- `url`; or `scheme` (default `http`), `port` (default: the instance's port) and `path`
+  (default `/`), joined with the instance's host;
+- `expected_status`: a list of accepted status codes (default: any 2xx or 3xx; redirects
+  are not followed);
+- `verify_tls` (default true) and `ca_bundle`: a PEM file on the worker to trust instead of
+  the system's CAs;
+- `headers`: extra request headers, never secret (an `Authorization` header is refused);
+- `bearer_token`: a secret reference (`enc:`, `env:`, `file:`), sent as `Bearer`;
+- `cert_warning_days` (default 14): a certificate closer than this to expiry is a warning.
+
+Facts: `status_code`, `connect_ms`, `tls_ms`, `first_byte_ms` (request sent to response
+headers received: the server's own time plus one round trip), and for https
+`cert_not_after` (ISO 8601, UTC) and `cert_days_left`. The body is never read. Proxies
+from the environment are ignored: the probe measures the target, not the path to it.
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import httpx
+from cryptography import x509
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from agent.credentials import CredentialError, SecretResolver
+from agent.probes.base import ErrorClass, Observation, Probe, ProbeError, Status, parse_config
+
+_SEVERITY = (Status.OK, Status.WARNING, Status.CRITICAL)
+_PHASES = {
+    "connect_ms": ("connection.connect_tcp.started", "connection.connect_tcp.complete"),
+    "tls_ms": ("connection.start_tls.started", "connection.start_tls.complete"),
+    "first_byte_ms": (
+        "http11.send_request_headers.started",
+        "http11.receive_response_headers.complete",
+    ),
+}
+
+
+class Config(BaseModel):
+    """An HTTP target, validated."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", hide_input_in_errors=True)
+
+    host: str = ""
+    url: str | None = None
+    scheme: Literal["http", "https"] = "http"
+    port: int | None = Field(default=None, ge=1, le=65535)
+    path: str = "/"
+    expected_status: tuple[int, ...] | None = None
+    verify_tls: bool = True
+    ca_bundle: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    bearer_token: str | None = None
+    cert_warning_days: int = Field(default=14, ge=0)
+
+    @field_validator("headers")
+    @classmethod
+    def _headers_are_not_secret(cls, value: dict[str, str]) -> dict[str, str]:
+        if any(name.lower() in ("authorization", "proxy-authorization") for name in value):
+            raise ValueError("put credentials in bearer_token (a secret reference), not headers")
+        return value
+
+    @property
+    def target(self) -> str:
+        """The URL to GET."""
+        if self.url:
+            return self.url
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        port = f":{self.port}" if self.port else ""
+        return f"{self.scheme}://{host}{port}/{self.path.lstrip('/')}"
+
+    def accepts(self, status_code: int) -> bool:
+        """Whether a status code counts as healthy."""
+        if self.expected_status is None:
+            return 200 <= status_code < 400
+        return status_code in self.expected_status
+
+
+class Timings:
+    """The moments httpcore reports through the `trace` extension, turned into phases."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, float] = {}
+
+    def record(self, event: str, info: Mapping[str, Any]) -> None:
+        """The `trace` callback: note when each event happened."""
+        self._seen.setdefault(event, time.perf_counter())
+
+    def phases(self) -> dict[str, float]:
+        """Milliseconds spent in each phase that happened."""
+        phases = {}
+        for name, (start, end) in _PHASES.items():
+            if start in self._seen and end in self._seen:
+                phases[name] = round((self._seen[end] - self._seen[start]) * 1000.0, 3)
+        return phases
+
+
+def certificate_facts(der: bytes, now: datetime) -> dict[str, Any]:
+    """When a DER certificate expires, and in how many whole days from `now`."""
+    not_after = x509.load_der_x509_certificate(der).not_valid_after_utc
+    days_left = (not_after - now).total_seconds() / 86400.0
+    return {"cert_not_after": not_after.isoformat(), "cert_days_left": int(days_left // 1)}
+
+
+def observe(config: Config, status_code: int, facts: Mapping[str, Any]) -> Observation:
+    """The verdict on a response: its status code, then its certificate's expiry."""
+    checks = {"http.status": Status.OK if config.accepts(status_code) else Status.CRITICAL}
+    messages = [] if checks["http.status"] is Status.OK else [f"HTTP {status_code} not expected"]
+    days_left = facts.get("cert_days_left")
+    if days_left is not None:
+        checks["http.certificate"] = _certificate_status(days_left, config.cert_warning_days)
+        if checks["http.certificate"] is not Status.OK:
+            messages.append(f"certificate expires {facts['cert_not_after']} ({days_left} days)")
+    status = max(checks.values(), key=_SEVERITY.index)
+    return Observation(facts=facts, checks=checks, status=status, message="; ".join(messages))
+
+
+def _certificate_status(days_left: int, warning_days: int) -> Status:
+    if days_left < 0:
+        return Status.CRITICAL
+    return Status.WARNING if days_left < warning_days else Status.OK
+
+
+class HttpProbe(Probe):
+    """GETs one URL and judges the answer."""
+
+    kind = "http"
+
+    def __init__(self, raw: Mapping[str, Any], resolver: SecretResolver, timeout_s: float) -> None:
+        super().__init__(timeout_s)
+        self._raw = raw
+        self._resolver = resolver
+        self._secrets: list[str] = []
+
+    def check(self) -> Observation:
+        """Send the request, read only the status line and headers."""
+        config = parse_config(Config, self._raw)
+        timings = Timings()
+        with (
+            self._client(config) as client,
+            client.stream(
+                "GET",
+                config.target,
+                headers=self._headers(config),
+                extensions={"trace": timings.record},
+            ) as response,
+        ):
+            facts = {"status_code": response.status_code, **timings.phases()}
+            facts.update(_peer_certificate_facts(response))
+        return observe(config, response.status_code, facts)
+
+    def secrets(self) -> list[str]:
+        """The resolved bearer token, once resolved."""
+        return list(self._secrets)
+
+    def classify(self, exc: BaseException) -> ErrorClass:
+        """The error class of an httpx failure, from its innermost known cause."""
+        if isinstance(exc, ProbeError):
+            return exc.error_class
+        if isinstance(exc, CredentialError | httpx.InvalidURL | httpx.UnsupportedProtocol):
+            return ErrorClass.CONFIG
+        if isinstance(exc, httpx.TimeoutException):
+            return ErrorClass.TIMEOUT
+        for cause in _causes(exc):
+            found = super().classify(cause)
+            if found is not ErrorClass.INTERNAL:
+                return found
+        if isinstance(exc, httpx.ProtocolError | httpx.DecodingError):
+            return ErrorClass.PROTOCOL
+        if isinstance(exc, httpx.TransportError):
+            return ErrorClass.UNREACHABLE
+        return ErrorClass.INTERNAL
+
+    def _client(self, config: Config) -> httpx.Client:
+        return httpx.Client(verify=_tls_context(config), timeout=self.timeout_s, trust_env=False)
+
+    def _headers(self, config: Config) -> dict[str, str]:
+        headers = {"User-Agent": "infra-agent", **config.headers}
+        if config.bearer_token is not None:
+            token = self._resolver.resolve(config.bearer_token)
+            self._secrets.append(token)
+            headers["Authorization"] = f"Bearer {token}"
+        return headers
+
+
+def _tls_context(config: Config) -> ssl.SSLContext | bool:
+    if not config.verify_tls:
+        return False
+    try:
+        return ssl.create_default_context(cafile=config.ca_bundle)
+    except OSError as exc:
+        raise ProbeError(ErrorClass.CONFIG, f"ca_bundle cannot be read: {exc.strerror}") from None
+
+
+def _peer_certificate_facts(response: httpx.Response) -> dict[str, Any]:
+    stream = response.extensions.get("network_stream")
+    ssl_object = stream.get_extra_info("ssl_object") if stream is not None else None
+    der = ssl_object.getpeercert(True) if ssl_object is not None else None
+    return certificate_facts(der, datetime.now(UTC)) if der else {}
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and what caused it, innermost first (httpcore wraps its cause in args)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or _implicit_cause(current)
+    return reversed(chain)
+
+
+def _implicit_cause(exc: BaseException) -> BaseException | None:
+    if not exc.__suppress_context__ and exc.__context__ is not None:
+        return exc.__context__
+    return next((arg for arg in exc.args if isinstance(arg, BaseException)), None)
+
+
+def from_instance(
+    host: str,
+    port: int | None,
+    connection_config: Mapping[str, Any],
+    resolver: SecretResolver,
+    timeout_s: float,
+) -> HttpProbe:
+    """The HTTP probe for one instance; a bad config becomes a CONFIG result when run."""
+    raw = {"host": host, **connection_config}
+    if port is not None:
+        raw.setdefault("port", port)
+    return HttpProbe(raw, resolver, timeout_s)

@@ -1,0 +1,174 @@
+"""A per-process cache of authenticated SSH transports, so a check reuses its connection.
+
+A command on a warm connection costs a few milliseconds instead of a full key exchange and
+authentication. The cache is a bounded LRU with idle expiry; a caller leases a transport
+(several callers may share one: SSH multiplexes channels) and the cache closes a transport
+only when nobody holds it. One transport is built at a time per key, so a burst of checks
+against one host makes one connection. After `fork()` the child forgets the parent's
+transports without touching their sockets (registered with `os.register_at_fork`).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import paramiko
+
+DEFAULT_MAX_SIZE = 64
+DEFAULT_IDLE_S = 300.0
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    """Counters of a pool since it was made (or last cleared)."""
+
+    size: int = 0
+    hits: int = 0
+    misses: int = 0
+    discarded: int = 0
+    evicted: int = 0
+
+
+@dataclass
+class _Entry:
+    transport: paramiko.Transport
+    last_used: float
+    leases: int = 0
+    retired: bool = False
+
+
+class TransportPool:
+    """A bounded LRU of live transports, keyed by whatever identifies a login."""
+
+    def __init__(
+        self,
+        max_size: int = DEFAULT_MAX_SIZE,
+        idle_s: float = DEFAULT_IDLE_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_size = max_size
+        self.idle_s = idle_s
+        self._clock = clock
+        self._reset()
+
+    @contextmanager
+    def lease(
+        self, key: Hashable, connect: Callable[[], paramiko.Transport]
+    ) -> Iterator[tuple[paramiko.Transport, bool]]:
+        """A transport for `key` and whether it was reused; `connect()` makes one when needed."""
+        entry, reused = self._checkout(key, connect)
+        try:
+            yield entry.transport, reused
+        finally:
+            self._release(entry)
+
+    def discard(self, key: Hashable, transport: paramiko.Transport) -> None:
+        """Drop a transport found dead; it is closed once its last lease ends."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry.transport is transport:
+                self._retire(key)
+                self._stats["discarded"] += 1
+
+    def clear(self, close: bool = True) -> None:
+        """Forget every transport; `close=False` after fork, where the sockets are the parent's."""
+        with self._lock:
+            entries = list(self._entries.values())
+        if close:
+            for entry in entries:
+                entry.transport.close()
+        self._reset()
+
+    def stats(self) -> PoolStats:
+        """The pool's counters and current size."""
+        with self._lock:
+            return PoolStats(size=len(self._entries), **self._stats)
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
+        self._connecting: dict[Hashable, threading.Lock] = {}
+        self._to_close: list[_Entry] = []
+        self._stats = {"hits": 0, "misses": 0, "discarded": 0, "evicted": 0}
+
+    def _checkout(
+        self, key: Hashable, connect: Callable[[], paramiko.Transport]
+    ) -> tuple[_Entry, bool]:
+        with self._key_lock(key):
+            entry = self._take(key)
+            if entry is not None:
+                return entry, True
+            return self._insert(key, connect()), False
+
+    def _key_lock(self, key: Hashable) -> threading.Lock:
+        with self._lock:
+            return self._connecting.setdefault(key, threading.Lock())
+
+    def _take(self, key: Hashable) -> _Entry | None:
+        with self._lock:
+            self._expire_idle()
+            entry = self._entries.get(key)
+            if entry is not None and not entry.transport.is_active():
+                self._retire(key)
+                self._stats["discarded"] += 1
+                entry = None
+            self._stats["hits" if entry else "misses"] += 1
+            if entry is not None:
+                entry.leases += 1
+                self._entries.move_to_end(key)
+        self._close_retired()
+        return entry
+
+    def _insert(self, key: Hashable, transport: paramiko.Transport) -> _Entry:
+        entry = _Entry(transport, self._clock(), leases=1)
+        with self._lock:
+            self._entries[key] = entry
+            while len(self._entries) > self.max_size:
+                self._retire(next(iter(self._entries)))
+                self._stats["evicted"] += 1
+        self._close_retired()
+        return entry
+
+    def _release(self, entry: _Entry) -> None:
+        with self._lock:
+            entry.leases -= 1
+            entry.last_used = self._clock()
+            close = entry.retired and entry.leases == 0
+        if close:
+            entry.transport.close()
+
+    def _expire_idle(self) -> None:
+        cutoff = self._clock() - self.idle_s
+        for key, entry in list(self._entries.items()):
+            if entry.leases == 0 and entry.last_used < cutoff:
+                self._retire(key)
+                self._stats["evicted"] += 1
+
+    def _retire(self, key: Hashable) -> None:
+        entry = self._entries.pop(key)
+        entry.retired = True
+        self._to_close.append(entry)
+
+    def _close_retired(self) -> None:
+        with self._lock:
+            idle = [entry for entry in self._to_close if entry.leases == 0]
+            self._to_close = []
+        for entry in idle:
+            entry.transport.close()
+
+
+default_pool = TransportPool()
+
+
+def clear_default_pool(close: bool = True) -> None:
+    """Forget the process's cached transports (Celery: on worker shutdown, or after fork)."""
+    default_pool.clear(close=close)
+
+
+os.register_at_fork(after_in_child=lambda: default_pool.clear(close=False))

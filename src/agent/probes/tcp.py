@@ -1,0 +1,90 @@
+"""TCP probe: whether the agent can open a connection to host:port, and how fast.
+
+`connection_config` fields (all optional):
+
+- `port`: the port, when the instance's own `port` is empty;
+- `read_banner` (default false): wait for the first line the server sends (SSH, SMTP, FTP
+  and friends greet first) and report it; a server that stays silent is then a timeout.
+
+Nothing is ever sent. Facts: `connect_ms`, and `banner` when asked for.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.credentials import SecretResolver
+from agent.probes.base import ErrorClass, Observation, Probe, ProbeError, Status, parse_config
+
+MAX_BANNER_BYTES = 1024
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+class Config(BaseModel):
+    """A TCP target, validated."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    host: str = Field(min_length=1)
+    port: int = Field(ge=1, le=65535)
+    read_banner: bool = False
+
+
+def open_socket(host: str, port: int, timeout_s: float) -> socket.socket:
+    """A connected TCP socket with TCP_NODELAY set; it keeps `timeout_s` for later I/O."""
+    sock = socket.create_connection((host, port), timeout=timeout_s)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def read_banner(sock: socket.socket) -> str:
+    """The first line a server sends on its own, decoded leniently."""
+    try:
+        data = sock.recv(MAX_BANNER_BYTES)
+    except TimeoutError:
+        raise ProbeError(ErrorClass.TIMEOUT, "connected, but the server sent no banner") from None
+    line = data.split(b"\n", 1)[0].rstrip(b"\r")
+    return line.decode("utf-8", errors="replace")
+
+
+class TcpProbe(Probe):
+    """Connects, optionally reads a banner, and closes."""
+
+    kind = "tcp"
+
+    def __init__(self, raw: Mapping[str, Any], timeout_s: float) -> None:
+        super().__init__(timeout_s)
+        self._raw = raw
+
+    def check(self) -> Observation:
+        """Connect once and report how long it took."""
+        config = parse_config(Config, self._raw)
+        started = time.perf_counter()
+        with open_socket(config.host, config.port, self.timeout_s) as sock:
+            facts: dict[str, Any] = {"connect_ms": _ms_since(started)}
+            if config.read_banner:
+                facts["banner"] = read_banner(sock)
+        return Observation(facts=facts, checks={"tcp.can_connect": Status.OK})
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000.0, 3)
+
+
+def from_instance(
+    host: str,
+    port: int | None,
+    connection_config: Mapping[str, Any],
+    resolver: SecretResolver,
+    timeout_s: float,
+) -> TcpProbe:
+    """The TCP probe for one instance; a bad config becomes a CONFIG result when run."""
+    raw = {"host": host, **connection_config}
+    if port is not None:
+        raw.setdefault("port", port)
+    return TcpProbe(raw, timeout_s)
