@@ -1,0 +1,442 @@
+"""Docker Engine API probe: ping, version, info and container counts by state and health.
+
+`connection_config` fields (all optional):
+
+- `docker_host`: the endpoint, as the Docker CLI spells it:
+  - `unix:///run/podman/podman.sock` (the default when neither `docker_host` nor the
+    instance's `port` is given); the socket must be on the worker itself;
+  - `tcp://host:port`: TLS is on unless `tls: false` says otherwise (the Engine API over
+    plain TCP is unauthenticated root on that host); the server's certificate is always
+    verified, against `ca_cert` when given, else the worker's trust store. With no
+    `docker_host` but an instance `port`, the endpoint is `tcp://<host>:<port>`;
+  - `ssh://user@host[:port]`: through the docker SDK's paramiko transport. Its limits: it
+    authenticates only with the worker's `~/.ssh/config`, ssh-agent and default keys (no
+    secret references), it refuses hosts missing from the worker's `known_hosts`, and it
+    runs `docker system dial-stdio` on the remote, so the remote needs the `docker` CLI
+    (Podman hosts need `podman-docker`).
+- `tls`: force TLS on or off for `tcp://`.
+- `ca_cert`, `client_cert`: PEM text, or a secret reference (`enc:`, `env:`, `file:`).
+- `client_key`: a secret reference only; with `client_cert`, or neither.
+
+TLS material is written to a private directory (0700, files 0600) only while the client
+lives, because `requests` loads it from paths on every new connection; the directory is
+removed when the check ends, whatever happened.
+
+Facts: `endpoint`; `engine` (api_version, version, os, arch, kernel_version); `host`
+(operating_system, ncpu, mem_total_bytes); `containers` (total, running, paused, stopped as
+the engine's info counts them); `containers_by_state` (running, exited, paused, created,
+restarting, dead, plus any other state seen); `containers_by_health` (healthy, unhealthy,
+starting, none), counted over running containers only: a stopped container keeps its last
+verdict in Podman, which would raise stale warnings. Health comes from the list endpoint's
+`health` filter, a fixed four list calls however many containers there are (Docker's
+`Status` text says "(healthy)", Podman's does not). The status is WARNING when a container
+is unhealthy or restarting.
+
+Errors: a unix socket that is missing is UNREACHABLE, one nobody listens on is REFUSED, one
+the worker may not open is AUTH, a path that is not a socket is CONFIG; TLS failures are TLS,
+Engine API errors and non-HTTP answers PROTOCOL, a silent engine TIMEOUT (`timeout_s` is
+per request, and a check makes eight: the SDK's own version call, ping, version, info
+and four lists).
+The docker SDK wraps everything in DockerException or requests' errors; the class comes
+from what they wrap.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import socket
+import ssl
+import stat
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import docker
+import paramiko
+import requests
+from docker.errors import APIError, DockerException, TLSParameterError
+from docker.tls import TLSConfig
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from agent.credentials import PREFIXES, CredentialError, SecretResolver
+from agent.probes.base import ErrorClass, Observation, Probe, ProbeError, Status, parse_config
+
+DEFAULT_DOCKER_HOST = "unix:///run/podman/podman.sock"
+SCHEMES = ("unix", "tcp", "ssh")
+STATES = ("running", "exited", "paused", "created", "restarting", "dead")
+HEALTHS = ("healthy", "unhealthy", "starting")
+
+CAN_CONNECT = "docker.can_connect"
+CONTAINERS_HEALTHY = "docker.containers_healthy"
+
+
+class Config(BaseModel):
+    """A Docker Engine API endpoint and its TLS material (references, never values)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    host: str = ""
+    port: int | None = Field(default=None, ge=1, le=65535)
+    docker_host: str = ""
+    tls: bool | None = None
+    ca_cert: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+
+    @model_validator(mode="after")
+    def _endpoint_is_usable(self) -> Config:
+        check_endpoint(self.endpoint)
+        check_tls_fields(self)
+        return self
+
+    @property
+    def endpoint(self) -> str:
+        """The URL the client talks to."""
+        if self.docker_host:
+            return self.docker_host
+        if self.port is not None and self.host:
+            return f"tcp://{self.host}:{self.port}"
+        return DEFAULT_DOCKER_HOST
+
+    @property
+    def scheme(self) -> str:
+        """`unix`, `tcp` or `ssh`."""
+        return urlsplit(self.endpoint).scheme
+
+    @property
+    def uses_tls(self) -> bool:
+        """Whether the client speaks TLS: on for `tcp://` unless `tls: false`."""
+        return self.scheme == "tcp" and self.tls is not False
+
+
+def check_endpoint(url: str) -> None:
+    """Refuse an endpoint URL the probe cannot use."""
+    parts = urlsplit(url)
+    if parts.scheme not in SCHEMES:
+        raise ValueError(f"docker_host must start with one of {', '.join(SCHEMES)}://")
+    if parts.scheme == "unix" and (parts.netloc or not parts.path.startswith("/")):
+        raise ValueError("a unix:// docker_host needs an absolute socket path: unix:///path")
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ValueError(f"a {parts.scheme}:// docker_host needs a host name")
+    if parts.scheme == "tcp" and parts.port is None:
+        raise ValueError("a tcp:// docker_host needs a port")
+
+
+def check_tls_fields(config: Config) -> None:
+    """Refuse TLS fields that cannot apply, a lone half of a key pair, or a clear-text key."""
+    given = [name for name in ("ca_cert", "client_cert", "client_key") if getattr(config, name)]
+    if given and not config.uses_tls:
+        raise ValueError(f"{', '.join(given)} only apply to a tcp:// endpoint with TLS")
+    if bool(config.client_cert) != bool(config.client_key):
+        raise ValueError("client_cert and client_key go together")
+    if config.client_key and not config.client_key.startswith(PREFIXES):
+        raise ValueError("client_key must be a secret reference (enc:, env: or file:)")
+    for name in ("ca_cert", "client_cert"):
+        value = getattr(config, name)
+        if value and not value.startswith(PREFIXES) and "-----BEGIN" not in value:
+            raise ValueError(f"{name} must be PEM text or a secret reference")
+
+
+class Resolver(Protocol):
+    """Anything that turns a secret reference into its value."""
+
+    def resolve(self, reference: str) -> str:
+        """The secret a reference stands for."""
+        ...
+
+
+class RecordingResolver:
+    """A resolver that remembers what it revealed, so the probe can scrub it."""
+
+    def __init__(self, inner: Resolver) -> None:
+        self._inner = inner
+        self.revealed: list[str] = []
+
+    def resolve(self, reference: str) -> str:
+        """The secret, remembered."""
+        value = self._inner.resolve(reference)
+        self.revealed.append(value)
+        return value
+
+
+def _pem(value: str, resolver: Resolver) -> str:
+    return resolver.resolve(value) if value.startswith(PREFIXES) else value
+
+
+def _write_private(path: Path, text: str) -> str:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text if text.endswith("\n") else text + "\n")
+    return str(path)
+
+
+@contextmanager
+def tls_config(config: Config, resolver: Resolver) -> Iterator[TLSConfig | None]:
+    """The client's TLS settings, their files alive only inside the `with` block."""
+    if not config.uses_tls:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="agent-docker-tls-") as folder:
+        paths = {
+            name: _write_private(Path(folder) / f"{name}.pem", _pem(value, resolver))
+            for name in ("ca_cert", "client_cert", "client_key")
+            if (value := getattr(config, name))
+        }
+        pair = (paths["client_cert"], paths["client_key"]) if "client_key" in paths else None
+        yield TLSConfig(client_cert=pair, ca_cert=paths.get("ca_cert"), verify=True)
+
+
+class EngineClient(docker.APIClient):
+    """The docker SDK's low-level client, with its own CA kept when the environment names one.
+
+    `requests` lets REQUESTS_CA_BUNDLE (or CURL_CA_BUNDLE) override a session's CA file
+    (psf/requests#3829), so a `ca_cert` would silently give way to the system bundle.
+    """
+
+    def merge_environment_settings(
+        self, url: str | None, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> dict[str, Any]:
+        """The environment's settings, except that this client's own CA file wins."""
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if isinstance(self.verify, str):
+            settings["verify"] = self.verify
+        return settings
+
+
+@contextmanager
+def client_for(config: Config, resolver: Resolver, timeout_s: float) -> Iterator[docker.APIClient]:
+    """A low-level client for the endpoint, closed (and its TLS files removed) on exit.
+
+    Creating it already asks the server for its API version, so it can fail like any call.
+    """
+    with tls_config(config, resolver) as tls:
+        client = EngineClient(
+            base_url=config.endpoint, version="auto", timeout=timeout_s, tls=tls or False
+        )
+        try:
+            yield client
+        finally:
+            client.close()
+
+
+def check_socket(config: Config, timeout_s: float) -> None:
+    """Fail early, naming the socket, when a unix endpoint's socket is missing or dead.
+
+    Connecting once first also spares a leak: the docker SDK's unix connection does not
+    close its socket when `connect()` fails, which surfaces as a ResourceWarning.
+    """
+    if config.scheme != "unix":
+        return
+    path = urlsplit(config.endpoint).path
+    try:
+        _connect_once(path, timeout_s)
+    except FileNotFoundError:
+        raise ProbeError(ErrorClass.UNREACHABLE, f"Docker socket {path} does not exist") from None
+    except ConnectionRefusedError:
+        message = f"Docker socket {path} refuses connections: nothing listens on it"
+        raise ProbeError(ErrorClass.REFUSED, message) from None
+    except PermissionError:
+        message = f"Docker socket {path}: permission denied to the worker's user"
+        raise ProbeError(ErrorClass.AUTH, message) from None
+    except OSError as exc:
+        raise ProbeError(error_class(exc), f"Docker socket {path}: {exc.strerror or exc}") from None
+
+
+def _connect_once(path: str, timeout_s: float) -> None:
+    if not stat.S_ISSOCK(os.stat(path).st_mode):
+        raise ProbeError(ErrorClass.CONFIG, f"Docker endpoint {path} is not a socket")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe_socket:
+        probe_socket.settimeout(timeout_s)
+        probe_socket.connect(path)
+
+
+def engine_facts(api: docker.APIClient) -> dict[str, Any]:
+    """What `/_ping`, `/version` and `/info` say about the engine and its host."""
+    if not api.ping():
+        raise ProbeError(ErrorClass.PROTOCOL, "the engine did not answer /_ping with OK")
+    version, info = api.version(), api.info()
+    return {
+        "engine": {
+            "api_version": version.get("ApiVersion"),
+            "version": version.get("Version"),
+            "os": version.get("Os"),
+            "arch": version.get("Arch"),
+            "kernel_version": version.get("KernelVersion"),
+        },
+        "host": {
+            "operating_system": info.get("OperatingSystem"),
+            "ncpu": info.get("NCPU"),
+            "mem_total_bytes": info.get("MemTotal"),
+        },
+        "containers": {
+            "total": info.get("Containers"),
+            "running": info.get("ContainersRunning"),
+            "paused": info.get("ContainersPaused"),
+            "stopped": info.get("ContainersStopped"),
+        },
+    }
+
+
+def count_states(listed: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """Containers by state, every usual state present (zero when none is in it)."""
+    seen = Counter(str(item.get("State", "unknown")).lower() for item in listed)
+    return {state: seen.get(state, 0) for state in STATES} | dict(seen)
+
+
+def count_health(api: docker.APIClient, running: int) -> dict[str, int]:
+    """Running containers by health, one filtered list call per verdict."""
+    counts = {
+        health: len(api.containers(filters={"status": "running", "health": health}))
+        for health in HEALTHS
+    }
+    counts["none"] = max(running - sum(counts.values()), 0)
+    return counts
+
+
+def verdict(by_state: Mapping[str, int], by_health: Mapping[str, int]) -> tuple[Status, str]:
+    """WARNING when a container is unhealthy or restarting, with the reason; else OK."""
+    problems = [
+        f"{count} container{'s' if count != 1 else ''} {what}"
+        for what, count in (
+            ("unhealthy", by_health.get("unhealthy", 0)),
+            ("restarting", by_state.get("restarting", 0)),
+        )
+        if count
+    ]
+    return (Status.WARNING, ", ".join(problems)) if problems else (Status.OK, "")
+
+
+def _kind(*types: type[BaseException]) -> Callable[[BaseException], bool]:
+    return lambda link: isinstance(link, types)
+
+
+def _plain_os_error(link: BaseException) -> bool:
+    # requests' exceptions derive from OSError too; they are wrappers, not the reason.
+    return isinstance(link, OSError) and not isinstance(link, requests.RequestException)
+
+
+_RULES: tuple[tuple[Callable[[BaseException], bool], ErrorClass], ...] = (
+    (_kind(CredentialError, TLSParameterError, ValidationError), ErrorClass.CONFIG),
+    (_kind(ssl.SSLError, ssl.CertificateError, requests.exceptions.SSLError), ErrorClass.TLS),
+    (lambda link: "known_hosts" in str(link), ErrorClass.HOST_KEY),  # paramiko RejectPolicy
+    (_kind(paramiko.BadHostKeyException), ErrorClass.HOST_KEY),
+    (_kind(paramiko.AuthenticationException), ErrorClass.AUTH),
+    (_kind(socket.gaierror), ErrorClass.DNS),
+    (_kind(ConnectionRefusedError), ErrorClass.REFUSED),
+    # Not urllib3's TimeoutError: its NewConnectionError (refused, unreachable) inherits it.
+    (_kind(requests.Timeout, TimeoutError), ErrorClass.TIMEOUT),
+    (_kind(APIError), ErrorClass.PROTOCOL),
+    # Connected, then dropped or answered in something other than HTTP: not the engine's API.
+    (_kind(ConnectionResetError, http.client.HTTPException), ErrorClass.PROTOCOL),
+    (_plain_os_error, ErrorClass.UNREACHABLE),
+    (
+        _kind(DockerException, requests.RequestException, paramiko.SSHException),
+        ErrorClass.PROTOCOL,
+    ),
+)
+
+
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and everything it wraps: causes, contexts, reasons, args, per-address errors."""
+    pending, seen = [exc], set()
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        inner = (current.__cause__, current.__context__, getattr(current, "reason", None))
+        per_address = getattr(current, "errors", None)  # paramiko's NoValidConnectionsError
+        nested = per_address.values() if isinstance(per_address, dict) else ()
+        pending += [x for x in (*inner, *current.args, *nested) if isinstance(x, BaseException)]
+
+
+def error_class(exc: BaseException) -> ErrorClass:
+    """The class of a docker SDK failure, read through the exceptions it wraps."""
+    if isinstance(exc, ProbeError):
+        return exc.error_class
+    chain = list(causes(exc))
+    for matches, found in _RULES:
+        if any(matches(link) for link in chain):
+            return found
+    return ErrorClass.INTERNAL
+
+
+def explain(exc: BaseException, config: Config, timeout_s: float) -> ProbeError:
+    """A ProbeError that names the endpoint and the innermost reason, not the SDK's wrapping."""
+    found = error_class(exc)
+    if found is ErrorClass.TIMEOUT:
+        return ProbeError(found, f"{config.endpoint}: no answer within {timeout_s:g}s")
+    if isinstance(exc, APIError):
+        reason = f"API error {exc.status_code}: {exc.explanation or exc}"
+    else:
+        reason = _innermost(exc)
+    return ProbeError(found, f"{config.endpoint}: {reason}")
+
+
+def _innermost(exc: BaseException) -> str:
+    chain = [link for link in causes(exc) if str(link)]
+    for kinds in (ssl.SSLError, OSError):
+        found = [link for link in chain if isinstance(link, kinds)]
+        if found:
+            return found[-1].strerror or str(found[-1])
+    return str(chain[-1]) if chain else type(exc).__name__
+
+
+class DockerProbe(Probe):
+    """Pings the engine, reads its version and info, and counts its containers."""
+
+    kind = "docker"
+
+    def __init__(self, raw: Mapping[str, Any], resolver: Resolver, timeout_s: float) -> None:
+        super().__init__(timeout_s)
+        self._raw = raw
+        self._resolver = RecordingResolver(resolver)
+
+    def client(self, config: Config) -> AbstractContextManager[docker.APIClient]:
+        """The client for one check; tests and subclasses may override it."""
+        return client_for(config, self._resolver, self.timeout_s)
+
+    def check(self) -> Observation:
+        """Ask the engine about itself and its containers."""
+        self._resolver.revealed.clear()
+        config = parse_config(Config, self._raw)
+        check_socket(config, self.timeout_s)
+        try:
+            facts = self._look(config)
+        except (DockerException, requests.RequestException, OSError, paramiko.SSHException) as exc:
+            raise explain(exc, config, self.timeout_s) from exc
+        status, message = verdict(facts["containers_by_state"], facts["containers_by_health"])
+        checks = {CAN_CONNECT: Status.OK, CONTAINERS_HEALTHY: status}
+        return Observation(facts=facts, checks=checks, status=status, message=message)
+
+    def _look(self, config: Config) -> dict[str, Any]:
+        with self.client(config) as api:
+            facts = {"endpoint": config.endpoint, **engine_facts(api)}
+            by_state = count_states(api.containers(all=True))
+            by_health = count_health(api, by_state["running"])
+        return facts | {"containers_by_state": by_state, "containers_by_health": by_health}
+
+    def secrets(self) -> Iterable[str]:
+        """The TLS material resolved for this check."""
+        return tuple(self._resolver.revealed)
+
+    def classify(self, exc: BaseException) -> ErrorClass:
+        """Configuration and credential errors are CONFIG; docker SDK errors by their cause."""
+        return error_class(exc)
+
+
+def from_instance(
+    host: str,
+    port: int | None,
+    connection_config: Mapping[str, Any],
+    resolver: SecretResolver,
+    timeout_s: float,
+) -> DockerProbe:
+    """The Docker probe for one instance; a bad config becomes a CONFIG result when run."""
+    return DockerProbe({"host": host, "port": port, **connection_config}, resolver, timeout_s)
