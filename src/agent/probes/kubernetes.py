@@ -1,0 +1,715 @@
+"""Kubernetes probe: API readiness, node readiness and capacity, and pods that are not ready.
+
+The official `kubernetes` client is used without its global state: every check builds its
+own `Configuration` and `ApiClient` from the instance's `connection_config`, and nothing
+(no kubeconfig, no CA file) is written to disk. `connection_config` holds either
+
+- `kubeconfig`: a secret reference to kubeconfig YAML, with an optional `context`; or
+- `token`: a secret reference to a bearer token, with `api_url` (default
+  `https://<host>:<port or 6443>`) and `ca_cert` (PEM text or a secret reference; default:
+  the system's trust store).
+
+TLS is always verified unless `insecure_skip_tls_verify: true` is given explicitly; the
+result then says so at WARNING level. `api_client_for()` is the one place that builds a
+client, so discovery lists workloads with the same connection rules.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import ssl
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import urllib3
+import yaml
+from kubernetes.client import ApiClient, Configuration, CoreV1Api, VersionApi
+from kubernetes.client.exceptions import ApiException
+from kubernetes.utils import parse_quantity
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from agent.credentials import PREFIXES, CredentialError, SecretResolver
+from agent.probes.base import ErrorClass, Observation, Probe, ProbeError, Status
+from agent.probes.base import classify as classify_standard
+from agent.probes.base import parse_config as base_parse_config
+
+KIND = "kubernetes"
+DEFAULT_PORT = 6443
+CHECK_API = "kubernetes.api_ready"
+CHECK_NODES = "kubernetes.nodes_ready"
+CHECK_PODS = "kubernetes.pods_ready"
+CHECK_TLS = "kubernetes.tls_verified"
+INSECURE_NOTE = "TLS verification is off (insecure_skip_tls_verify)"
+_SEVERITY = {Status.OK: 0, Status.WARNING: 1, Status.CRITICAL: 2, Status.ERROR: 3}
+
+
+# --- configuration -----------------------------------------------------------------------
+
+
+def _is_reference(value: str) -> str:
+    if not value.startswith(PREFIXES):
+        raise ValueError("must be a secret reference (enc:, env: or file:), not a clear value")
+    return value
+
+
+class Config(BaseModel):
+    """One cluster's connection settings, from an instance's host, port and connection_config."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    host: str = ""
+    port: int | None = Field(default=None, ge=1, le=65535)
+    kubeconfig: str | None = None
+    context: str | None = None
+    api_url: str | None = None
+    token: str | None = None
+    ca_cert: str | None = None
+    verify_tls: bool = True
+    insecure_skip_tls_verify: bool = False
+    page_size: int = Field(default=500, ge=1, le=5000)
+
+    @field_validator("kubeconfig", "token")
+    @classmethod
+    def _references_only(cls, value: str | None) -> str | None:
+        return None if value is None else _is_reference(value)
+
+    @field_validator("api_url")
+    @classmethod
+    def _https_only(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("https://"):
+            raise ValueError("must be an https:// URL")
+        return None if value is None else value.rstrip("/")
+
+    @field_validator("ca_cert")
+    @classmethod
+    def _pem_or_reference(cls, value: str | None) -> str | None:
+        if value is None or value.lstrip().startswith("-----BEGIN"):
+            return value
+        return _is_reference(value)
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> Config:
+        if self.kubeconfig and (self.token or self.api_url or self.ca_cert):
+            raise ValueError("give either kubeconfig or api_url/token/ca_cert, not both")
+        if not self.kubeconfig and not self.token:
+            raise ValueError("needs kubeconfig, or token (with api_url or the instance's host)")
+        if self.context and not self.kubeconfig:
+            raise ValueError("context applies only to a kubeconfig")
+        if not (self.kubeconfig or self.api_url or self.host):
+            raise ValueError("needs api_url when the instance has no host")
+        if not self.verify_tls and not self.insecure_skip_tls_verify:
+            raise ValueError(
+                "verify_tls: false alone does not turn verification off;"
+                " set insecure_skip_tls_verify: true to do so explicitly"
+            )
+        return self
+
+    @property
+    def verify(self) -> bool:
+        """Whether the server's certificate is verified."""
+        return not self.insecure_skip_tls_verify
+
+    @property
+    def server(self) -> str:
+        """The API server's base URL for token access."""
+        if self.api_url:
+            return self.api_url
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"https://{host}:{self.port or DEFAULT_PORT}"
+
+
+def parse_config(host: str, port: int | None, connection_config: Mapping[str, Any]) -> Config:
+    """The typed config of an instance; a `ProbeError(CONFIG)` that never echoes values."""
+    return base_parse_config(Config, {**(connection_config or {}), "host": host, "port": port})
+
+
+# --- connection: the config with its secrets resolved -----------------------------------
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where and how to reach one API server, secrets resolved (in memory only)."""
+
+    server: str
+    verify: bool
+    ca_pem: str | None = None
+    tls_server_name: str | None = None
+    token: str | None = field(default=None, repr=False)
+    client_cert_pem: str | None = field(default=None, repr=False)
+    client_key_pem: str | None = field(default=None, repr=False)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The secret values to scrub from every message."""
+        return tuple(s for s in (self.token, self.client_key_pem) if s)
+
+
+def connection_for(config: Config, resolver: SecretResolver) -> Connection:
+    """Resolve `config`'s secrets; a `ProbeError(CONFIG)` when they cannot be used."""
+    try:
+        if config.kubeconfig:
+            return _from_kubeconfig(resolver.resolve(config.kubeconfig), config)
+        ca_pem = _resolve_ca(config.ca_cert, resolver)
+        token = resolver.resolve(config.token or "")
+    except CredentialError as exc:
+        raise ProbeError(ErrorClass.CONFIG, str(exc)) from None
+    return _checked(Connection(config.server, config.verify, ca_pem, token=token))
+
+
+def _resolve_ca(ca_cert: str | None, resolver: SecretResolver) -> str | None:
+    if ca_cert is None or ca_cert.lstrip().startswith("-----BEGIN"):
+        return ca_cert
+    return resolver.resolve(ca_cert)
+
+
+def _checked(connection: Connection) -> Connection:
+    if connection.ca_pem is not None:
+        try:
+            ssl.create_default_context(cadata=connection.ca_pem)
+        except (ssl.SSLError, ValueError):
+            raise ProbeError(ErrorClass.CONFIG, "the CA certificate is not valid PEM") from None
+    return connection
+
+
+def _from_kubeconfig(text: str, config: Config) -> Connection:
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError:  # its message quotes the document, which holds secrets
+        raise ProbeError(ErrorClass.CONFIG, "kubeconfig is not valid YAML") from None
+    if not isinstance(document, dict):
+        raise ProbeError(ErrorClass.CONFIG, "kubeconfig is not a YAML mapping")
+    name = config.context or document.get("current-context")
+    context = _entry(document, "contexts", name, "context")
+    cluster = _entry(document, "clusters", context.get("cluster"), "cluster")
+    user = _entry(document, "users", context.get("user"), "user")
+    return _checked(Connection(**_cluster_fields(cluster, config), **_user_credentials(user)))
+
+
+def _entry(document: Mapping, section: str, name: Any, key: str) -> Mapping[str, Any]:
+    for item in document.get(section) or ():
+        if isinstance(item, dict) and item.get("name") == name and isinstance(item.get(key), dict):
+            return item[key]
+    raise ProbeError(ErrorClass.CONFIG, f"kubeconfig has no {section[:-1]} named {name!r}")
+
+
+def _cluster_fields(cluster: Mapping[str, Any], config: Config) -> dict[str, Any]:
+    if not isinstance(cluster.get("server"), str) or not cluster["server"].startswith("https://"):
+        raise ProbeError(ErrorClass.CONFIG, "kubeconfig cluster needs an https:// server")
+    if cluster.get("insecure-skip-tls-verify") and config.verify:
+        raise ProbeError(
+            ErrorClass.CONFIG,
+            "kubeconfig cluster sets insecure-skip-tls-verify; set insecure_skip_tls_verify:"
+            " true in connection_config to allow that explicitly",
+        )
+    return {
+        "server": cluster["server"].rstrip("/"),
+        "verify": config.verify,
+        "ca_pem": _kubeconfig_data(cluster, "certificate-authority"),
+        "tls_server_name": cluster.get("tls-server-name"),
+    }
+
+
+def _user_credentials(user: Mapping[str, Any]) -> dict[str, Any]:
+    unsupported = sorted(set(user) & {"exec", "auth-provider", "username", "tokenFile"})
+    if unsupported:
+        raise ProbeError(
+            ErrorClass.CONFIG,
+            f"kubeconfig user authenticates with {', '.join(unsupported)}; the agent supports"
+            " token and client-certificate-data/client-key-data",
+        )
+    credentials = {
+        "token": user.get("token"),
+        "client_cert_pem": _kubeconfig_data(user, "client-certificate"),
+        "client_key_pem": _kubeconfig_data(user, "client-key"),
+    }
+    if not credentials["token"] and not (
+        credentials["client_cert_pem"] and credentials["client_key_pem"]
+    ):
+        raise ProbeError(ErrorClass.CONFIG, "kubeconfig user has no token or client certificate")
+    return credentials
+
+
+def _kubeconfig_data(entry: Mapping[str, Any], key: str) -> str | None:
+    """`<key>-data` (base64 PEM) or `<key>` (a file on the worker), as PEM text."""
+    if entry.get(f"{key}-data"):
+        try:
+            return base64.b64decode(entry[f"{key}-data"], validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError, TypeError):
+            raise ProbeError(ErrorClass.CONFIG, f"kubeconfig {key}-data is not base64") from None
+    if entry.get(key):
+        try:
+            return Path(entry[key]).read_text()
+        except OSError as exc:
+            raise ProbeError(ErrorClass.CONFIG, f"kubeconfig {key} unreadable: {exc}") from None
+    return None
+
+
+# --- the client ------------------------------------------------------------------------
+
+
+class KubeApiClient(ApiClient):
+    """An `ApiClient` whose calls all carry a timeout, and which knows the secrets it holds."""
+
+    def __init__(self, configuration: Configuration, timeout_s: float, secrets: Iterable[str]):
+        super().__init__(configuration)
+        self.timeout_s = timeout_s
+        self.secrets = tuple(secrets)
+
+    def call_api(
+        self, method, url, header_params=None, body=None, post_params=None, _request_timeout=None
+    ):
+        """Make one request, within `timeout_s` unless the caller gives a timeout."""
+        timeout = _request_timeout or self.timeout_s
+        return super().call_api(
+            method, url, header_params, body, post_params, _request_timeout=timeout
+        )
+
+
+def client_for(connection: Connection, timeout_s: float) -> KubeApiClient:
+    """A client for `connection`, built from a fresh `Configuration` (no global state)."""
+    configuration = Configuration(
+        host=connection.server,
+        ca_cert_data=connection.ca_pem,
+        verify_ssl=connection.verify,
+        tls_server_name=connection.tls_server_name,
+        retries=False,  # one attempt per call: the check's own timeout is the budget
+    )
+    if connection.token:
+        configuration.api_key = {"BearerToken": connection.token}
+        configuration.api_key_prefix = {"BearerToken": "Bearer"}
+    client = KubeApiClient(configuration, timeout_s, connection.secrets)
+    if connection.client_cert_pem:
+        # urllib3 loads client certificates only from files; a context loaded once does not.
+        pool_kw = client.rest_client.pool_manager.connection_pool_kw
+        pool_kw["ssl_context"] = _client_cert_context(connection)
+    return client
+
+
+def _client_cert_context(connection: Connection) -> ssl.SSLContext:
+    context = ssl.create_default_context(cadata=connection.ca_pem)
+    if not connection.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    with tempfile.TemporaryDirectory(prefix="agent-kube-") as folder:  # removed on exit
+        cert, key = Path(folder, "client.crt"), Path(folder, "client.key")
+        cert.write_text(connection.client_cert_pem or "")
+        key.touch(mode=0o600)
+        key.write_text(connection.client_key_pem or "")
+        try:
+            context.load_cert_chain(cert, key)
+        except ssl.SSLError:
+            raise ProbeError(
+                ErrorClass.CONFIG, "kubeconfig client certificate is invalid"
+            ) from None
+    return context
+
+
+def api_client_for(config: Config, resolver: SecretResolver, timeout_s: float) -> KubeApiClient:
+    """The one place a Kubernetes client is built from a config (the probe and discovery)."""
+    return client_for(connection_for(config, resolver), timeout_s)
+
+
+# --- errors ------------------------------------------------------------------------------
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and everything it wraps: causes, contexts and urllib3's `reason`."""
+    pending, seen = [exc], set()
+    while pending:
+        link = pending.pop(0)
+        if link is None or id(link) in seen:
+            continue
+        seen.add(id(link))
+        yield link
+        pending += [getattr(link, "reason", None), link.__cause__, link.__context__]
+        pending = [p for p in pending if isinstance(p, BaseException)]
+
+
+def _class_of(link: BaseException) -> ErrorClass | None:
+    if isinstance(link, ApiException):
+        if link.status in (401, 403):
+            return ErrorClass.AUTH
+        return ErrorClass.PROTOCOL if link.status else None
+    if isinstance(link, urllib3.exceptions.NameResolutionError):
+        return ErrorClass.DNS
+    if isinstance(link, urllib3.exceptions.SSLError):
+        return ErrorClass.TLS
+    if isinstance(link, urllib3.exceptions.NewConnectionError | urllib3.exceptions.ProtocolError):
+        return ErrorClass.UNREACHABLE  # a vaguer class: a wrapped OSError may say more
+    if isinstance(link, urllib3.exceptions.TimeoutError):
+        return ErrorClass.TIMEOUT
+    found = classify_standard(link)
+    return None if found is ErrorClass.INTERNAL else found
+
+
+def explain(exc: BaseException) -> tuple[ErrorClass, BaseException]:
+    """The error class of a client failure and the wrapped exception that shows it."""
+    vague: tuple[ErrorClass, BaseException] | None = None
+    for link in _chain(exc):
+        error_class = _class_of(link)
+        if error_class is ErrorClass.UNREACHABLE:
+            vague = vague or (error_class, link)
+        elif error_class is not None:
+            return error_class, link
+    return vague or (ErrorClass.INTERNAL, exc)
+
+
+def _describe(cause: BaseException) -> str:
+    if isinstance(cause, ApiException):
+        return f"HTTP {cause.status} {cause.reason or ''}".rstrip() + _status_message(cause.body)
+    return str(cause) or type(cause).__name__
+
+
+def _status_message(body: Any) -> str:
+    try:
+        message = json.loads(body).get("message")
+    except (TypeError, ValueError, AttributeError):
+        return ""
+    return f": {message}" if isinstance(message, str) and message else ""
+
+
+@contextmanager
+def calling(what: str) -> Iterator[None]:
+    """Turn a client failure inside the block into a `ProbeError` that names `what`."""
+    try:
+        yield
+    except ProbeError:
+        raise
+    except Exception as exc:
+        error_class, cause = explain(exc)
+        raise ProbeError(error_class, f"{what}: {_describe(cause)}") from exc
+
+
+class Deadline:
+    """The time left of one check's budget, for each call's `_request_timeout`."""
+
+    def __init__(self, budget_s: float) -> None:
+        self.budget_s = budget_s
+        self._ends = time.monotonic() + budget_s
+
+    def remaining(self) -> float:
+        """Seconds left; a `ProbeError(TIMEOUT)` once there are none."""
+        left = self._ends - time.monotonic()
+        if left <= 0:
+            raise ProbeError(ErrorClass.TIMEOUT, f"the check took more than {self.budget_s:g}s")
+        return left
+
+
+# --- what the API says -------------------------------------------------------------------
+
+
+def cpu_cores(quantity: str) -> float:
+    """CPU cores of a quantity such as `4` or `3500m`."""
+    return float(_quantity(quantity))
+
+
+def memory_bytes(quantity: str) -> int:
+    """Bytes of a quantity such as `16Gi`, `512M` or `1E`."""
+    return int(_quantity(quantity))
+
+
+def _quantity(quantity: str) -> Decimal:
+    try:
+        return parse_quantity(quantity)
+    except (ValueError, ArithmeticError):
+        raise ProbeError(ErrorClass.PROTOCOL, f"unparseable quantity {quantity!r}") from None
+
+
+def _condition(obj: Mapping[str, Any], kind: str) -> str | None:
+    for condition in (obj.get("status") or {}).get("conditions") or ():
+        if condition.get("type") == kind:
+            return condition.get("status")
+    return None
+
+
+def node_readiness(node: Mapping[str, Any]) -> str:
+    """`True`, `False` or `Unknown` (also for a node without a Ready condition)."""
+    status = _condition(node, "Ready")
+    return status if status in ("True", "False") else "Unknown"
+
+
+def pod_is_ready(pod: Mapping[str, Any]) -> bool:
+    """Whether a pod is Succeeded, or Running with its Ready condition True."""
+    phase = (pod.get("status") or {}).get("phase")
+    return phase == "Succeeded" or (phase == "Running" and _condition(pod, "Ready") == "True")
+
+
+@dataclass(frozen=True)
+class Resources:
+    """CPU cores and memory bytes, summed over nodes."""
+
+    cpu_cores: float = 0.0
+    memory_bytes: int = 0
+
+    def __add__(self, other: Resources) -> Resources:
+        return Resources(self.cpu_cores + other.cpu_cores, self.memory_bytes + other.memory_bytes)
+
+    @classmethod
+    def of(cls, quantities: Mapping[str, str] | None) -> Resources:
+        """The cpu and memory of a node's `capacity` or `allocatable`."""
+        quantities = quantities or {}
+        return cls(
+            cpu_cores(quantities.get("cpu", "0")), memory_bytes(quantities.get("memory", "0"))
+        )
+
+    def as_dict(self) -> dict[str, float | int]:
+        """A JSON-ready form."""
+        return {"cpu_cores": round(self.cpu_cores, 3), "memory_bytes": self.memory_bytes}
+
+
+@dataclass(frozen=True)
+class Nodes:
+    """Node readiness counts (Unknown counts as not ready) and summed resources."""
+
+    ready: int = 0
+    not_ready: int = 0
+    unknown: int = 0
+    capacity: Resources = Resources()
+    allocatable: Resources = Resources()
+
+    @property
+    def total(self) -> int:
+        """Every node, ready or not."""
+        return self.ready + self.not_ready
+
+    def add(self, node: Mapping[str, Any]) -> Nodes:
+        """These counts with one more node."""
+        readiness = node_readiness(node)
+        status = node.get("status") or {}
+        return Nodes(
+            ready=self.ready + (readiness == "True"),
+            not_ready=self.not_ready + (readiness != "True"),
+            unknown=self.unknown + (readiness == "Unknown"),
+            capacity=self.capacity + Resources.of(status.get("capacity")),
+            allocatable=self.allocatable + Resources.of(status.get("allocatable")),
+        )
+
+
+@dataclass(frozen=True)
+class Pods:
+    """How many pods there are and how many of them are not ready."""
+
+    total: int = 0
+    not_ready: int = 0
+
+    def add(self, pod: Mapping[str, Any]) -> Pods:
+        """These counts with one more pod."""
+        return Pods(self.total + 1, self.not_ready + (not pod_is_ready(pod)))
+
+
+def summarize_nodes(nodes: Iterable[Mapping[str, Any]]) -> Nodes:
+    """Readiness counts and summed capacity of `nodes`."""
+    summary = Nodes()
+    for node in nodes:
+        summary = summary.add(node)
+    return summary
+
+
+def summarize_pods(pods: Iterable[Mapping[str, Any]]) -> Pods:
+    """How many of `pods` are not ready."""
+    summary = Pods()
+    for pod in pods:
+        summary = summary.add(pod)
+    return summary
+
+
+def list_items(
+    list_call: Callable[..., Any], deadline: Deadline, page_size: int, what: str
+) -> Iterator[dict[str, Any]]:
+    """Every item of a List call, fetched `page_size` at a time (`limit` and `continue`)."""
+    token = None
+    while True:
+        with calling(what):
+            response = list_call(
+                limit=page_size,
+                _continue=token,
+                _preload_content=False,  # plain JSON: no model objects for thousands of pods
+                _request_timeout=deadline.remaining(),
+            )
+            page = json.loads(response.data)
+            response.release_conn()
+        yield from page.get("items") or ()
+        token = (page.get("metadata") or {}).get("continue")
+        if not token:
+            return
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Whether the API server says it is ready, and how it said so."""
+
+    ready: bool
+    detail: str
+
+
+def readiness(api: ApiClient, deadline: Deadline) -> Readiness:
+    """GET /readyz, or /version when a server does not serve /readyz to us (404, 403)."""
+    with calling("GET /readyz"):
+        request = api.param_serialize("GET", "/readyz", auth_settings=["BearerToken"])
+        response = api.call_api(*request, _request_timeout=deadline.remaining())
+        body = response.read().decode(errors="replace")
+    if response.status == 200:
+        return Readiness(True, "readyz ok")
+    if response.status == 401:
+        raise ProbeError(ErrorClass.AUTH, "GET /readyz: HTTP 401 Unauthorized")
+    if response.status in (403, 404):
+        return Readiness(True, f"readyz answered {response.status}; /version answered")
+    failed = [line for line in body.splitlines() if line.startswith("[-]")]
+    return Readiness(False, f"readyz failed (HTTP {response.status})" + _listed(failed))
+
+
+def _listed(lines: list[str]) -> str:
+    return (": " + ", ".join(line[3:] for line in lines[:5])) if lines else ""
+
+
+def server_version(api: ApiClient, deadline: Deadline) -> Mapping[str, str]:
+    """The server's gitVersion and platform, from /version."""
+    with calling("GET /version"):
+        info = VersionApi(api).get_code(_request_timeout=deadline.remaining())
+    return {"server_version": info.git_version, "platform": info.platform}
+
+
+# --- the probe ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Survey:
+    """Everything one check read from the API server."""
+
+    readiness: Readiness
+    version: Mapping[str, str]
+    nodes: Nodes
+    pods: Pods
+
+
+def survey(api: ApiClient, deadline: Deadline, page_size: int, ready: Readiness) -> Survey:
+    """Read version, nodes and pods from the API server."""
+    version = server_version(api, deadline)
+    core = CoreV1Api(api)
+    nodes = summarize_nodes(list_items(core.list_node, deadline, page_size, "list nodes"))
+    pods = summarize_pods(
+        list_items(core.list_pod_for_all_namespaces, deadline, page_size, "list pods")
+    )
+    return Survey(ready, version, nodes, pods)
+
+
+def _worst(statuses: Iterable[Status]) -> Status:
+    return max(statuses, key=_SEVERITY.__getitem__, default=Status.OK)
+
+
+def verdict(seen: Survey, verify: bool) -> Observation:
+    """The status, checks, facts and message of a survey."""
+    nodes, pods = seen.nodes, seen.pods
+    checks = {
+        CHECK_API: Status.OK if seen.readiness.ready else Status.CRITICAL,
+        CHECK_NODES: _nodes_status(nodes),
+        CHECK_PODS: Status.WARNING if pods.not_ready else Status.OK,
+    }
+    if not verify:
+        checks[CHECK_TLS] = Status.WARNING
+    message = [
+        f"{seen.version['server_version']}: {seen.readiness.detail}",
+        f"{nodes.ready}/{nodes.total} nodes ready"
+        + (f" ({nodes.unknown} Unknown)" if nodes.unknown else ""),
+        f"{pods.not_ready} of {pods.total} pods not ready",
+    ]
+    return Observation(
+        facts=_facts(seen),
+        checks=checks,
+        status=_worst(checks.values()),
+        message="; ".join(message + ([] if verify else [f"WARNING: {INSECURE_NOTE}"])),
+    )
+
+
+def _nodes_status(nodes: Nodes) -> Status:
+    if nodes.ready == 0:
+        return Status.CRITICAL
+    return Status.WARNING if nodes.not_ready else Status.OK
+
+
+def _facts(seen: Survey) -> dict[str, Any]:
+    return {
+        **seen.version,
+        "api_ready": seen.readiness.ready,
+        "nodes_total": seen.nodes.total,
+        "nodes_ready": seen.nodes.ready,
+        "nodes_not_ready": seen.nodes.not_ready,
+        "nodes_unknown": seen.nodes.unknown,
+        "capacity": seen.nodes.capacity.as_dict(),
+        "allocatable": seen.nodes.allocatable.as_dict(),
+        "pods_total": seen.pods.total,
+        "pods_not_ready": seen.pods.not_ready,
+    }
+
+
+def _not_ready(ready: Readiness, exc: ProbeError) -> Observation:
+    """A server that said it is not ready and then failed a call: critical, not an error."""
+    return Observation(
+        facts={"api_ready": False},
+        checks={CHECK_API: Status.CRITICAL},
+        status=Status.CRITICAL,
+        message=f"{ready.detail}; then {exc}",
+    )
+
+
+class KubernetesProbe(Probe):
+    """Health of a Kubernetes cluster through its API server."""
+
+    kind = KIND
+
+    def __init__(
+        self,
+        host: str,
+        port: int | None,
+        connection_config: Mapping[str, Any],
+        resolver: SecretResolver,
+        timeout_s: float = 10.0,
+    ) -> None:
+        super().__init__(timeout_s)
+        self.host = host
+        self.port = port
+        self.connection_config = connection_config
+        self.resolver = resolver
+        self._secrets: tuple[str, ...] = ()
+
+    def secrets(self) -> Iterable[str]:
+        """The token and client key this probe resolved, once it has."""
+        return self._secrets
+
+    def api_client(self, config: Config) -> KubeApiClient:
+        """The client this probe talks through; override to swap it."""
+        return api_client_for(config, self.resolver, self.timeout_s)
+
+    def check(self) -> Observation:
+        """Survey the cluster within `timeout_s` and judge what it says."""
+        config = parse_config(self.host, self.port, self.connection_config)
+        deadline = Deadline(self.timeout_s)
+        with self.api_client(config) as api:
+            self._secrets = api.secrets
+            ready = readiness(api, deadline)
+            try:
+                seen = survey(api, deadline, config.page_size, ready)
+            except ProbeError as exc:
+                if ready.ready or exc.error_class is ErrorClass.AUTH:
+                    raise
+                return _not_ready(ready, exc)
+        return verdict(seen, config.verify)
+
+
+def from_instance(
+    host: str,
+    port: int | None,
+    connection_config: Mapping[str, Any],
+    resolver: SecretResolver,
+    timeout_s: float,
+) -> Probe:
+    """The probe of one `infrastructure_instances` row of connection type kubernetes."""
+    return KubernetesProbe(host, port, connection_config, resolver, timeout_s)

@@ -1,0 +1,1 @@
+"""In-process fakes of servers that cannot run on a test machine."""
