@@ -4,4 +4,6 @@
 interval, so a backlog built while workers were down is dropped rather than replayed.
 """
 
-SCHEDULE: dict[str, dict[str, str]] = {}
+SCHEDULE: dict[str, dict[str, str]] = {
+    "health-sweep": {"task": "agent.health.sweep", "every": "health_interval_s"},
+}

@@ -10,10 +10,11 @@ from __future__ import annotations
 import sys
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_init
+from celery.signals import worker_init, worker_process_init, worker_shutdown
 from kombu import Exchange, Queue
 
 from agent import flower
+from agent.probes import sshpool
 from agent.settings import (
     DEFAULT_QUEUE,
     JOB_QUEUES,
@@ -23,7 +24,7 @@ from agent.settings import (
     get_settings,
 )
 
-TASK_MODULES = ["tasks.system"]
+TASK_MODULES = ["tasks.system", "tasks.health"]
 
 
 def broker_transport_options(settings: Settings) -> dict[str, object]:
@@ -117,6 +118,14 @@ flower.require_auth(sys.argv)
 @worker_init.connect
 def _on_worker_init(sender: object = None, **_: object) -> None:
     check_task_limits(app)
+    settings = get_settings()
+    sshpool.default_pool.max_size = settings.ssh_pool_size
+    sshpool.default_pool.idle_s = settings.ssh_idle_s
+
+
+@worker_shutdown.connect
+def _on_worker_shutdown(**_: object) -> None:
+    sshpool.clear_default_pool()
 
 
 @worker_process_init.connect

@@ -13,6 +13,7 @@ import base64
 import fcntl
 import os
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -53,10 +54,14 @@ def keyline_of(key: paramiko.PKey) -> str:
 
 
 class MemoryKnownHosts:
-    """Host keys held in this process only."""
+    """Host keys held in memory, e.g. one batch's records loaded from the database.
 
-    def __init__(self) -> None:
-        self._lines: dict[str, str] = {}
+    `learned` collects what `remember` added (trust on first use), for the caller to store.
+    """
+
+    def __init__(self, initial: Mapping[str, str] | None = None) -> None:
+        self._lines: dict[str, str] = dict(initial or {})
+        self.learned: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def get(self, key: str) -> str | None:
@@ -68,6 +73,7 @@ class MemoryKnownHosts:
         """Trust `keyline` for a host entry."""
         with self._lock:
             self._lines[key] = keyline
+            self.learned[key] = keyline
 
 
 class FileKnownHosts:

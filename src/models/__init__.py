@@ -1,5 +1,6 @@
 """Typed models of the shared schema; importing this package registers every table."""
 
+from models.agent import AgentKnownHost, AgentLease
 from models.auth import (
     ApiKey,
     AuditLog,
@@ -30,6 +31,8 @@ from models.registry import (
 
 __all__ = [
     "AccessLog",
+    "AgentKnownHost",
+    "AgentLease",
     "ApiKey",
     "AuditLog",
     "AuthSession",

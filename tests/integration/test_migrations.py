@@ -35,6 +35,8 @@ TABLES = {
     "package_versions",
     "access_logs",
     "benchmarks",
+    "agent_leases",
+    "agent_known_hosts",
 }
 SEED_INDEXES = {
     "idx_users_email",

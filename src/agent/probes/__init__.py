@@ -7,6 +7,7 @@ from importlib import import_module
 from typing import Any
 
 from agent.credentials import SecretResolver
+from agent.known_hosts import KnownHosts
 from agent.probes.base import ErrorClass, Observation, Probe, ProbeError
 
 MODULES = {
@@ -43,10 +44,15 @@ def probe_for(
     connection_config: Mapping[str, Any],
     resolver: SecretResolver,
     timeout_s: float,
+    known_hosts: KnownHosts | None = None,
 ) -> Probe:
-    """The probe that checks an instance of `connection_type`."""
+    """The probe that checks an instance of `connection_type`; SSH trusts `known_hosts`."""
     name = MODULES.get(connection_type or "")
     if name is None:
         return UnsupportedProbe(connection_type)
     module = import_module(name)
+    if connection_type == "ssh":
+        return module.from_instance(
+            host, port, connection_config, resolver, timeout_s, known_hosts=known_hosts
+        )
     return module.from_instance(host, port, connection_config, resolver, timeout_s)

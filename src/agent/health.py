@@ -1,0 +1,218 @@
+"""The health-check job, between the database and the probes: no database work here.
+
+A batch of instance specs goes in; probes run concurrently (bounded, start times spread
+with jitter); out comes one `Checked` per instance with the raw result, the damped state,
+and the values the store writes: the operator's `health_status` document, OS and resources.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.damping import HealthState, InstanceStatus, Policy, next_state
+from agent.probes.base import Probe, ProbeResult
+
+ZONE_TAG = "zone:"
+HEALTH_QUEUE = "health"
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """What a check needs to know about one `infrastructure_instances` row."""
+
+    id: str
+    name: str
+    connection_type: str | None
+    host: str
+    port: int | None
+    connection_config: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    tags: tuple[str, ...] = ()
+    state: HealthState = field(default_factory=HealthState)
+    policy: Policy = field(default_factory=Policy)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """One instance after its check: the raw result and the state it leads to."""
+
+    spec: InstanceSpec
+    result: ProbeResult
+    state: HealthState
+    checked_at: dt.datetime
+
+    @property
+    def changed(self) -> bool:
+        """Whether the damped status moved."""
+        return self.state.status != self.spec.state.status
+
+    def health_status(self) -> dict[str, Any]:
+        """The JSON document an operator reads in `infrastructure_instances.health_status`."""
+        return {
+            "status": self.state.status.value,
+            "checked_at": self.checked_at.isoformat(),
+            "consecutive_failures": self.state.consecutive_failures,
+            "consecutive_successes": self.state.consecutive_successes,
+            "check": self.result.as_dict(),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON summary for task results and the CLI: nothing secret in it."""
+        return {
+            "instance_id": self.spec.id,
+            "name": self.spec.name,
+            "previous_status": self.spec.state.status.value,
+            **self.health_status(),
+        }
+
+
+def zone_of(tags: Sequence[str]) -> str | None:
+    """The zone named by a `zone:<name>` tag, if any."""
+    for tag in tags:
+        if tag.startswith(ZONE_TAG) and len(tag) > len(ZONE_TAG):
+            return tag[len(ZONE_TAG) :]
+    return None
+
+
+def queue_for(tags: Sequence[str]) -> str:
+    """`health`, or `health.<zone>` for an instance tagged `zone:<zone>`."""
+    zone = zone_of(tags)
+    return f"{HEALTH_QUEUE}.{zone}" if zone else HEALTH_QUEUE
+
+
+def policy_for(connection_config: Mapping[str, Any], default: Policy) -> Policy:
+    """The damping policy: the default, unless `connection_config.health` overrides it."""
+    override = connection_config.get("health")
+    if not isinstance(override, Mapping):
+        return default
+    failures = _positive(override.get("failures_before_offline"), default.failures_before_offline)
+    successes = _positive(override.get("successes_before_online"), default.successes_before_online)
+    return Policy(failures, successes)
+
+
+def _positive(value: object, default: int) -> int:
+    return (
+        value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else default
+    )
+
+
+def state_from(status: str | None, health_status: Mapping[str, Any] | None) -> HealthState:
+    """The damped state stored with an instance (unknown when never checked by the agent)."""
+    doc = health_status or {}
+    try:
+        current = InstanceStatus(status or "unknown")
+    except ValueError:
+        current = InstanceStatus.UNKNOWN
+    return HealthState(
+        current,
+        consecutive_failures=_count(doc.get("consecutive_failures")),
+        consecutive_successes=_count(doc.get("consecutive_successes")),
+    )
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def check_one(spec: InstanceSpec, make_probe: Callable[[InstanceSpec], Probe]) -> Checked:
+    """Run the probe for `spec` and damp its result."""
+    result = make_probe(spec).run()
+    return Checked(spec, result, next_state(spec.state, result, spec.policy), _now())
+
+
+def check_all(
+    specs: Sequence[InstanceSpec],
+    make_probe: Callable[[InstanceSpec], Probe],
+    concurrency: int,
+    jitter_s: float = 0.0,
+) -> list[Checked]:
+    """Check every instance, at most `concurrency` at once, each start delayed by up to jitter."""
+
+    def delayed(spec: InstanceSpec) -> Checked:
+        if jitter_s > 0:
+            time.sleep(random.uniform(0, jitter_s))  # noqa: S311  (spreading load, not crypto)
+        return check_one(spec, make_probe)
+
+    if not specs:
+        return []
+    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(specs)))) as pool:
+        return list(pool.map(delayed, specs))
+
+
+@dataclass(frozen=True)
+class InstanceFacts:
+    """What the instance row keeps of a check: `os_type`, `os_version`, `resources`."""
+
+    os_type: str | None = None
+    os_version: str | None = None
+    resources: dict[str, Any] | None = None
+
+
+def instance_facts(result: ProbeResult) -> InstanceFacts:
+    """The instance-row facts of a result, read the way its probe kind reports them."""
+    reader = _FACT_READERS.get(result.kind)
+    return reader(result.facts) if reader and result.facts else InstanceFacts()
+
+
+def _ssh_facts(facts: Mapping[str, Any]) -> InstanceFacts:
+    version = " ".join(str(v) for v in (facts.get("os_name"), facts.get("os_version")) if v)
+    return InstanceFacts(
+        _clip(facts.get("os_type")),
+        _clip(version or facts.get("kernel")),
+        _resources(
+            facts.get("cpu_count"),
+            {
+                "total_bytes": facts.get("memory_total_bytes"),
+                "available_bytes": facts.get("memory_available_bytes"),
+            },
+            {
+                "total_bytes": facts.get("disk_total_bytes"),
+                "free_bytes": facts.get("disk_free_bytes"),
+            },
+        ),
+    )
+
+
+def _docker_facts(facts: Mapping[str, Any]) -> InstanceFacts:
+    engine, host = facts.get("engine") or {}, facts.get("host") or {}
+    return InstanceFacts(
+        _clip(engine.get("os")),
+        _clip(host.get("operating_system")),
+        _resources(host.get("ncpu"), {"total_bytes": host.get("mem_total_bytes")}, None),
+    )
+
+
+def _kubernetes_facts(facts: Mapping[str, Any]) -> InstanceFacts:
+    capacity = facts.get("capacity") or {}
+    return InstanceFacts(
+        "kubernetes",
+        _clip(facts.get("server_version")),
+        _resources(capacity.get("cpu_cores"), {"total_bytes": capacity.get("memory_bytes")}, None),
+    )
+
+
+_FACT_READERS: dict[str, Callable[[Mapping[str, Any]], InstanceFacts]] = {
+    "ssh": _ssh_facts,
+    "docker": _docker_facts,
+    "kubernetes": _kubernetes_facts,
+}
+
+
+def _resources(cpu: object, memory: object, disk: object) -> dict[str, Any] | None:
+    if cpu is None and memory is None:
+        return None
+    return {"cpu": cpu, "memory": memory, "disk": disk}
+
+
+def _clip(value: object, limit: int = 50) -> str | None:
+    """A value for a VARCHAR(50) column."""
+    return str(value)[:limit] if value else None
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)

@@ -1,0 +1,47 @@
+"""Tables the agent owns for its own bookkeeping: leases and trusted SSH host keys."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, CreatedAt
+
+
+class AgentLease(Base):
+    """A named lease: whoever holds an unexpired one does that piece of work, nobody else.
+
+    Health sweeps take `health.sweep`, each check takes `health.instance.<id>`, so a sweep
+    never overlaps the previous one and no instance is checked twice at once. A holder that
+    dies loses its lease when it expires; its redelivered task (same holder) takes it back.
+    """
+
+    __tablename__ = "agent_leases"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[dt.datetime]
+
+
+class AgentKnownHost(Base):
+    """The SSH host key the agent trusts for an instance (recorded on trust-on-first-use)."""
+
+    __tablename__ = "agent_known_hosts"
+
+    instance_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("infrastructure_instances.id", ondelete="CASCADE"), primary_key=True
+    )
+    host_entry: Mapped[str] = mapped_column(String(300))
+    keyline: Mapped[str] = mapped_column(Text)
+    first_seen: Mapped[CreatedAt]
+
+
+INSTANCE_LEASE = "health.instance."
+
+
+def instance_lease(instance_id: uuid.UUID | str) -> str:
+    """The lease a health check of one instance holds."""
+    return f"{INSTANCE_LEASE}{instance_id}"

@@ -1,0 +1,230 @@
+"""Health checks of infrastructure instances: the sweep, its batches, and checks on demand.
+
+The sweep selects due instances, leases them to a batch task and sends the batch to the
+instance's queue (`health`, or `health.<zone>`); a batch checks its instances concurrently
+and writes all results in one transaction. Leases keep sweeps from overlapping and an
+instance from being checked twice at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from agent.celery import app
+from agent.credentials import SecretResolver
+from agent.damping import Policy
+from agent.health import Checked, InstanceSpec, check_all, policy_for, queue_for, state_from
+from agent.known_hosts import MemoryKnownHosts, host_entry
+from agent.probes import probe_for
+from agent.settings import Settings, get_settings
+from models import queries, store
+from models.agent import instance_lease
+from models.infrastructure import InfrastructureInstance
+from models.session import session_scope
+from tasks.common import RETRY_ON_INFRASTRUCTURE, as_uuid, as_uuids
+
+SWEEP_LEASE = "health.sweep"
+SSH_DEFAULT_PORT = 22
+
+
+@app.task(name="agent.health.sweep", bind=True, **RETRY_ON_INFRASTRUCTURE)
+def sweep(self: Any) -> dict[str, Any]:
+    """Send every due instance to a batch; returns how many and to which queues."""
+    return run_sweep(get_settings(), holder=self.request.id or str(uuid.uuid4()))
+
+
+@app.task(name="agent.health.check_batch", bind=True, **RETRY_ON_INFRASTRUCTURE)
+def check_batch(self: Any, instance_ids: list[str]) -> dict[str, Any]:
+    """Check a batch of instances concurrently and write the results together."""
+    return run_batch(get_settings(), as_uuids(instance_ids), holder=self.request.id)
+
+
+@app.task(name="agent.health.check_instance", bind=True, **RETRY_ON_INFRASTRUCTURE)
+def check_instance(self: Any, instance_id: str) -> dict[str, Any]:
+    """Check one instance now; a JSON summary without secrets."""
+    return check_now(get_settings(), as_uuid(instance_id), holder=self.request.id)
+
+
+def run_sweep(settings: Settings, holder: str) -> dict[str, Any]:
+    """Lease due instances to batches (one transaction), then send the batches."""
+    with session_scope() as session:
+        if not store.claim_leases(session, [SWEEP_LEASE], holder, settings.health_interval_s * 0.9):
+            return {"dispatched": 0, "skipped": "another sweep ran within this interval"}
+        due = queries.due_instances(
+            session,
+            dt.datetime.now(dt.UTC),
+            settings.health_interval_s,
+            settings.health_max_per_sweep,
+        )
+        batches = lease_batches(session, due, settings)
+    for task_id, queue, ids in batches:
+        check_batch.apply_async(
+            args=[[str(i) for i in ids]],
+            queue=queue,
+            task_id=task_id,
+            expires=settings.health_interval_s,
+        )
+    return {
+        "dispatched": sum(len(ids) for _, _, ids in batches),
+        "batches": len(batches),
+        "queues": dict(Counter(queue for _, queue, _ in batches)),
+    }
+
+
+def lease_batches(
+    session: Any, due: Sequence[Any], settings: Settings
+) -> list[tuple[str, str, list[uuid.UUID]]]:
+    """Group due rows by queue and kind into batches, each leased to its future task id."""
+    groups: dict[tuple[str, str | None], list[uuid.UUID]] = {}
+    for row in due:
+        groups.setdefault((queue_for(row.tags or ()), row.connection_type), []).append(row.id)
+    ttl_s = settings.health_interval_s + settings.task_time_limit_s
+    batches = []
+    for (queue, _kind), ids in groups.items():
+        for start in range(0, len(ids), settings.health_batch_size):
+            chunk = ids[start : start + settings.health_batch_size]
+            task_id = str(uuid.uuid4())
+            held = store.claim_leases(session, [instance_lease(i) for i in chunk], task_id, ttl_s)
+            mine = [i for i in chunk if instance_lease(i) in held]
+            if mine:
+                batches.append((task_id, queue, mine))
+    return batches
+
+
+def run_batch(settings: Settings, ids: Sequence[uuid.UUID], holder: str) -> dict[str, Any]:
+    """Check the instances of `ids` this holder can lease, and write them in one go."""
+    with session_scope() as session:
+        specs, known = take(session, ids, holder, settings)
+    checked = check_all(
+        specs, prober(settings, known), settings.health_concurrency, settings.health_jitter_s
+    )
+    with session_scope() as session:
+        write(session, checked, known, holder, ids)
+    return tally(checked)
+
+
+def check_now(settings: Settings, instance_id: uuid.UUID, holder: str) -> dict[str, Any]:
+    """Check one instance right away, unless a check of it is already running."""
+    with session_scope() as session:
+        specs, known = take(session, [instance_id], holder, settings)
+        if not specs:
+            store.release_leases(session, [instance_lease(instance_id)], holder)
+    if not specs:
+        return {
+            "instance_id": str(instance_id),
+            "status": "not_checked",
+            "message": "no such instance, deleted, or a check of it is running",
+        }
+    [checked] = check_all(specs, prober(settings, known), concurrency=1)
+    with session_scope() as session:
+        write(session, [checked], known, holder, [instance_id])
+    return checked.summary()
+
+
+def take(
+    session: Any, ids: Sequence[uuid.UUID], holder: str, settings: Settings
+) -> tuple[list[InstanceSpec], MemoryKnownHosts]:
+    """Lease `ids` to `holder` and load what their checks need (the caller's transaction)."""
+    held = store.claim_leases(
+        session, [instance_lease(i) for i in ids], holder, settings.task_time_limit_s + 60
+    )
+    mine = [i for i in ids if instance_lease(i) in held]
+    rows = queries.instances(session, mine) if mine else []
+    default = Policy(
+        settings.health_failures_before_offline, settings.health_successes_before_online
+    )
+    specs = [spec_of(row, default) for row in rows]
+    return specs, MemoryKnownHosts(trusted_keys(specs, queries.known_host_keys(session, mine)))
+
+
+def spec_of(row: InfrastructureInstance, default: Policy) -> InstanceSpec:
+    """The plain values a check needs from an instance row."""
+    config = dict(row.connection_config or {})
+    return InstanceSpec(
+        id=str(row.id),
+        name=row.name,
+        connection_type=row.connection_type,
+        host=row.host,
+        port=row.port,
+        connection_config=config,
+        tags=tuple(row.tags or ()),
+        state=state_from(row.status, row.health_status),
+        policy=policy_for(config, default),
+    )
+
+
+def ssh_entry(spec: InstanceSpec) -> str:
+    """The known-hosts entry the SSH probe looks up for `spec` (same port rules as the probe)."""
+    port = spec.connection_config.get("port") or spec.port or SSH_DEFAULT_PORT
+    return host_entry(spec.host, int(port))
+
+
+def trusted_keys(specs: Sequence[InstanceSpec], keys: dict[uuid.UUID, str]) -> dict[str, str]:
+    """Recorded host keys by known-hosts entry, for the SSH instances among `specs`."""
+    return {
+        ssh_entry(spec): keys[uuid.UUID(spec.id)]
+        for spec in specs
+        if spec.connection_type == "ssh" and uuid.UUID(spec.id) in keys
+    }
+
+
+def prober(settings: Settings, known: MemoryKnownHosts) -> Any:
+    """A function that builds the probe for a spec with this worker's secrets and keys."""
+    resolver = resolver_for(settings)
+
+    def make(spec: InstanceSpec) -> Any:
+        return probe_for(
+            spec.connection_type,
+            spec.host,
+            spec.port,
+            spec.connection_config,
+            resolver,
+            settings.health_timeout_s,
+            known_hosts=known,
+        )
+
+    return make
+
+
+def resolver_for(settings: Settings) -> SecretResolver:
+    """The secret resolver built from AGENT_SECRET_KEY."""
+    key = settings.secret_key.get_secret_value() if settings.secret_key else None
+    return SecretResolver(key)
+
+
+def write(
+    session: Any,
+    checked: Sequence[Checked],
+    known: MemoryKnownHosts,
+    holder: str,
+    ids: Sequence[uuid.UUID],
+) -> None:
+    """Results, newly trusted host keys, and the leases given back: one transaction."""
+    store.record_health(session, checked)
+    store.remember_host_keys(session, learned_keys(checked, known))
+    store.release_leases(session, [instance_lease(i) for i in ids], holder)
+
+
+def learned_keys(
+    checked: Sequence[Checked], known: MemoryKnownHosts
+) -> dict[uuid.UUID, tuple[str, str]]:
+    """Host keys trusted on first use in this batch, by instance."""
+    learned = {}
+    for c in checked:
+        if c.spec.connection_type == "ssh" and ssh_entry(c.spec) in known.learned:
+            entry = ssh_entry(c.spec)
+            learned[uuid.UUID(c.spec.id)] = (entry, known.learned[entry])
+    return learned
+
+
+def tally(checked: Sequence[Checked]) -> dict[str, Any]:
+    """Counts for the task result: checked, by status, and how many changed status."""
+    return {
+        "checked": len(checked),
+        "by_status": dict(Counter(c.state.status.value for c in checked)),
+        "changed": sum(c.changed for c in checked),
+    }
