@@ -25,6 +25,7 @@ from models import queries, store
 from models.agent import instance_lease
 from models.infrastructure import InfrastructureInstance
 from models.session import session_scope
+from models.store import health as health_store
 from tasks.common import RETRY_ON_INFRASTRUCTURE, as_uuid, as_uuids
 
 SWEEP_LEASE = "health.sweep"
@@ -204,8 +205,8 @@ def write(
     ids: Sequence[uuid.UUID],
 ) -> None:
     """Results, newly trusted host keys, and the leases given back: one transaction."""
-    store.record_health(session, checked)
-    store.remember_host_keys(session, learned_keys(checked, known))
+    health_store.record_health(session, checked)
+    health_store.remember_host_keys(session, learned_keys(checked, known))
     store.release_leases(session, [instance_lease(i) for i in ids], holder)
 
 

@@ -1,32 +1,21 @@
-"""The one module that writes. Every function takes a session and never commits."""
+"""Writes of the health job: instance status, history, audit, trusted host keys."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import delete, insert, text
+from sqlalchemy import insert, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from agent.health import Checked, instance_facts
-from models.agent import AgentKnownHost, AgentLease
+from models.agent import AgentKnownHost
 from models.auth import AuditLog
 
 AGENT_USER_AGENT = "infra-agent"
-
-_CLAIM = text(
-    """
-    INSERT INTO agent_leases (name, holder, expires_at)
-    SELECT unnest(CAST(:names AS text[])), :holder, now() + make_interval(secs => :ttl_s)
-    ON CONFLICT (name) DO UPDATE
-        SET holder = excluded.holder, expires_at = excluded.expires_at
-        WHERE agent_leases.expires_at < now() OR agent_leases.holder = excluded.holder
-    RETURNING name
-    """
-)
 
 # One statement for the whole batch: the rows travel as one JSON document.
 _UPDATE_INSTANCES = text(
@@ -51,23 +40,6 @@ _HISTORY_COPY = (
     "COPY instance_health_history "
     "(time, instance_id, kind, status, latency_ms, error_class, message, details) FROM STDIN"
 )
-
-
-def claim_leases(session: Session, names: Sequence[str], holder: str, ttl_s: float) -> set[str]:
-    """The leases among `names` now held by `holder`: free, expired, or already its own."""
-    if not names:
-        return set()
-    rows = session.execute(_CLAIM, {"names": list(names), "holder": holder, "ttl_s": ttl_s})
-    return set(rows.scalars())
-
-
-def release_leases(session: Session, names: Iterable[str], holder: str) -> None:
-    """Give back the leases among `names` that `holder` holds."""
-    names = list(names)
-    if names:
-        session.execute(
-            delete(AgentLease).where(AgentLease.name.in_(names), AgentLease.holder == holder)
-        )
 
 
 def record_health(session: Session, checked: Sequence[Checked]) -> set[uuid.UUID]:
