@@ -21,7 +21,12 @@ from agent import migrate
 from agent.settings import get_settings
 from models import session as db
 
-pytest_plugins = ["tests.fixtures.sshd", "tests.fixtures.podman", "tests.fixtures.kube"]
+pytest_plugins = [
+    "tests.fixtures.sshd",
+    "tests.fixtures.podman",
+    "tests.fixtures.kube",
+    "tests.fixtures.instances",
+]
 
 
 SERVER_URL = os.environ.get("AGENT_TEST_DATABASE_URL")
@@ -143,7 +148,11 @@ def celery_app(database_url: str, redis_url: str) -> Celery:
     """The agent's Celery app pointed at the test Redis and database, its queues purged."""
     from agent.celery import app
 
-    app.conf.update(broker_url=redis_url, result_backend=redis_url)
+    # A key prefix of its own, so test runs sharing one Redis never take each other's tasks.
+    options = {**app.conf.broker_transport_options, "global_keyprefix": f"t{uuid.uuid4().hex[:8]}:"}
+    app.conf.update(
+        broker_url=redis_url, result_backend=redis_url, broker_transport_options=options
+    )
     app.control.purge()
     return app
 

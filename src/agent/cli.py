@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
+import uuid
 
 import click
 
 from agent.settings import ConfigError, get_settings, require
+from tasks.common import TaskInputError
 
 
 @click.group()
@@ -23,7 +25,7 @@ def up() -> None:
 
 
 @main.command()
-@click.option("--revision", default="head", show_default=True, help="Target revision.")
+@click.option("--revision", default="heads", show_default=True, help="Target revision.")
 @click.option("--check", is_flag=True, help="Only report drift between models and database.")
 def migrate(revision: str, check: bool) -> None:
     """Apply the shared-schema migrations to AGENT_DATABASE_URL."""
@@ -35,6 +37,36 @@ def migrate(revision: str, check: bool) -> None:
         click.echo("no drift between the models and the database")
         return
     migrations.upgrade(url, revision)
+
+
+@main.command()
+@click.argument("instance_id")
+def check(instance_id: str) -> None:
+    """Check one instance now, write the result, and print what was found."""
+    from tasks.common import as_uuid
+    from tasks.health import check_now
+
+    summary = check_now(get_settings(), as_uuid(instance_id), holder=f"cli-{uuid.uuid4()}")
+    click.echo(render_check(summary))
+    sys.exit(0 if summary.get("status") == "online" else 1)
+
+
+def render_check(summary: dict) -> str:
+    """A check summary as an operator reads it."""
+    if "check" not in summary:
+        return f"{summary['instance_id']}: {summary['status']} ({summary.get('message', '')})"
+    result = summary["check"]
+    lines = [
+        f"{summary['name']} ({summary['instance_id']})",
+        f"  status:  {summary['previous_status']} -> {summary['status']}"
+        f"  (failures in a row: {summary['consecutive_failures']})",
+        f"  check:   {result['kind']} {result['status']} in {result['latency_ms']:.1f} ms"
+        + (f"  [{result['error_class']}]" if result["error_class"] else ""),
+    ]
+    if result["message"]:
+        lines.append(f"  message: {result['message']}")
+    lines += [f"  {name}: {value}" for name, value in sorted(result["facts"].items())]
+    return "\n".join(lines)
 
 
 @main.group()
@@ -67,6 +99,6 @@ def run() -> None:
     """Entry point with configuration errors shown as one clear line."""
     try:
         main(standalone_mode=True)
-    except ConfigError as exc:
+    except (ConfigError, TaskInputError) as exc:
         click.echo(f"infra-agent: {exc}", err=True)
         sys.exit(2)

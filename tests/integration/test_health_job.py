@@ -1,9 +1,8 @@
 import uuid
 
 import pytest
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 
-from agent.credentials import SecretResolver, generate_key
 from agent.settings import get_settings
 from models import AgentKnownHost, AuditLog, InfrastructureInstance, InstanceHealthHistory, store
 from models.agent import instance_lease
@@ -11,48 +10,6 @@ from models.session import session_scope
 from tasks import health
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def secret_key(database_url, monkeypatch):
-    key = generate_key()
-    monkeypatch.setenv("AGENT_SECRET_KEY", key)
-    monkeypatch.setenv("AGENT_HEALTH_JITTER_S", "0")
-    get_settings.cache_clear()
-    yield SecretResolver(key)
-    get_settings.cache_clear()
-
-
-@pytest.fixture
-def add_instance(secret_key):
-    """Insert committed instance rows (the job reads them in its own transactions)."""
-    made = []
-
-    def add(connection_type, host="127.0.0.1", port=None, config=None, tags=None, **columns):
-        row = InfrastructureInstance(
-            name=f"test-{uuid.uuid4().hex[:6]}",
-            type="vm",
-            host=host,
-            port=port,
-            connection_type=connection_type,
-            connection_config=config or {},
-            tags=tags,
-            **columns,
-        )
-        with session_scope() as session:
-            session.add(row)
-            session.flush()
-            made.append(row.id)
-        return row.id
-
-    yield add
-    with session_scope() as session:
-        session.execute(delete(InfrastructureInstance).where(InfrastructureInstance.id.in_(made)))
-
-
-@pytest.fixture
-def ssh_config(sshd, secret_key):
-    return {"username": sshd.username, "private_key": secret_key.encrypt(sshd.private_key)}
 
 
 def instance(instance_id):

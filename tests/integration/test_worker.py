@@ -10,7 +10,7 @@ def publish_ping(app, redis_url: str, serializer: str) -> str:
     """Send agent.system.ping by hand, serialized as asked; return its task id."""
     task_id = str(uuid.uuid4())
     message = app.amqp.as_task_v2(task_id, PING, args=(), kwargs={})
-    with Connection(redis_url) as conn:
+    with Connection(redis_url, transport_options=app.conf.broker_transport_options) as conn:
         conn.Producer().publish(
             message.body,
             exchange="agent",
