@@ -131,17 +131,26 @@ def check_all(
     concurrency: int,
     jitter_s: float = 0.0,
 ) -> list[Checked]:
-    """Check every instance, at most `concurrency` at once, each start delayed by up to jitter."""
+    """Check every instance, at most `concurrency` at once, each start delayed by up to jitter.
 
-    def delayed(spec: InstanceSpec) -> Checked:
-        if jitter_s > 0:
-            time.sleep(random.uniform(0, jitter_s))  # noqa: S311  (spreading load, not crypto)
-        return check_one(spec, make_probe)
+    Start times are drawn up front and handed out in order, so a thread waits only until its
+    next start is due: jitter spreads a batch over `jitter_s` instead of adding its sleeps.
+    """
+    origin = time.monotonic()
+    starts = [random.uniform(0, jitter_s) for _ in specs]  # noqa: S311  (load spreading)
+    order = sorted(range(len(specs)), key=starts.__getitem__)
+
+    def delayed(index: int) -> Checked:
+        wait_s = origin + starts[index] - time.monotonic()
+        if wait_s > 0:
+            time.sleep(wait_s)
+        return check_one(specs[index], make_probe)
 
     if not specs:
         return []
     with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(specs)))) as pool:
-        return list(pool.map(delayed, specs))
+        done = dict(zip(order, pool.map(delayed, order), strict=True))
+    return [done[index] for index in range(len(specs))]
 
 
 @dataclass(frozen=True)

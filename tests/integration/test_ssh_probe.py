@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from agent.credentials import SecretResolver, generate_key
 from agent.known_hosts import FileKnownHosts, MemoryKnownHosts, host_entry
-from agent.probes import probe_for, ssh
+from agent.probes import probe_for, ssh, sshpool
 from agent.probes.base import ErrorClass, Status
 from agent.probes.sshpool import TransportPool, clear_default_pool
 from tests.fixtures.sshd import SshServer, public_key_line
@@ -304,3 +304,27 @@ def test_the_probe_factory_builds_ssh_probes_with_the_workers_known_hosts(
         clear_default_pool()
     assert result.status is Status.OK, result.message
     assert FileKnownHosts(tmp_path).get(host_entry(sshd.host, sshd.port)) == sshd.host_key
+
+
+def test_a_check_on_a_cached_login_does_not_parse_the_private_key(
+    make_probe, transport_pool, monkeypatch
+):
+    parsed = []
+    load = ssh.load_private_key
+    monkeypatch.setattr(ssh, "load_private_key", lambda *a: parsed.append(1) or load(*a))
+    statuses = [make_probe().run().status for _ in range(3)]
+    assert statuses == [Status.OK] * 3
+    assert (len(parsed), transport_pool.stats().hits) == (1, 2)
+
+
+def test_a_cached_login_sleeps_while_idle_and_its_thread_ends_as_soon_as_it_closes(
+    make_probe, transport_pool
+):
+    assert make_probe().run().status is Status.OK
+    transport = next(iter(transport_pool._entries.values())).transport
+    assert transport.sock.gettimeout() == sshpool.IDLE_WAKEUP_S
+    started = time.monotonic()
+    transport_pool.clear()
+    transport.join(timeout=2)
+    assert not transport.is_alive()
+    assert time.monotonic() - started < 1.0

@@ -11,17 +11,25 @@ transports without touching their sockets (registered with `os.register_at_fork`
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 import paramiko
 
 DEFAULT_MAX_SIZE = 64
 DEFAULT_IDLE_S = 300.0
+# Idle expiry walks every entry, so a checkout runs it at most this often, not every time.
+EXPIRY_SCAN_EVERY_S = 1.0
+# Paramiko's reader thread wakes every 0.1 s on an idle socket (its socket timeout) just to
+# look for a close; hundreds of cached transports made thousands of wake-ups a second, all
+# fighting for the GIL. Data still wakes the thread at once, and `_close` shuts the socket
+# down so a closing transport's thread wakes at once too.
+IDLE_WAKEUP_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -82,7 +90,7 @@ class TransportPool:
             entries = list(self._entries.values())
         if close:
             for entry in entries:
-                entry.transport.close()
+                _close(entry.transport)
         self._reset()
 
     def stats(self) -> PoolStats:
@@ -96,6 +104,7 @@ class TransportPool:
         self._connecting: dict[Hashable, threading.Lock] = {}
         self._to_close: list[_Entry] = []
         self._stats = {"hits": 0, "misses": 0, "discarded": 0, "evicted": 0}
+        self._next_scan = float("-inf")
 
     def _checkout(
         self, key: Hashable, connect: Callable[[], paramiko.Transport]
@@ -126,6 +135,7 @@ class TransportPool:
         return entry
 
     def _insert(self, key: Hashable, transport: paramiko.Transport) -> _Entry:
+        transport.sock.settimeout(IDLE_WAKEUP_S)
         entry = _Entry(transport, self._clock(), leases=1)
         with self._lock:
             self._entries[key] = entry
@@ -141,10 +151,14 @@ class TransportPool:
             entry.last_used = self._clock()
             close = entry.retired and entry.leases == 0
         if close:
-            entry.transport.close()
+            _close(entry.transport)
 
     def _expire_idle(self) -> None:
-        cutoff = self._clock() - self.idle_s
+        now = self._clock()
+        if now < self._next_scan:
+            return
+        self._next_scan = now + min(EXPIRY_SCAN_EVERY_S, self.idle_s)
+        cutoff = now - self.idle_s
         for key, entry in list(self._entries.items()):
             if entry.leases == 0 and entry.last_used < cutoff:
                 self._retire(key)
@@ -160,7 +174,14 @@ class TransportPool:
             idle = [entry for entry in self._to_close if entry.leases == 0]
             self._to_close = []
         for entry in idle:
-            entry.transport.close()
+            _close(entry.transport)
+
+
+def _close(transport: paramiko.Transport) -> None:
+    """Close a transport now: shut the socket down first, so its reader thread wakes."""
+    with suppress(OSError):  # already closed: close() below is all there is to do
+        transport.sock.shutdown(socket.SHUT_RDWR)
+    transport.close()
 
 
 default_pool = TransportPool()
