@@ -26,6 +26,8 @@ pytest_plugins = [
     "tests.fixtures.podman",
     "tests.fixtures.kube",
     "tests.fixtures.instances",
+    "tests.fixtures.discovery",
+    "tests.fixtures.plugin_servers",
 ]
 
 

@@ -24,7 +24,14 @@ from agent.settings import (
     get_settings,
 )
 
-TASK_MODULES = ["tasks.system", "tasks.health"]
+TASK_MODULES = [
+    "tasks.system",
+    "tasks.health",
+    "tasks.housekeeping",
+    "tasks.discovery",
+    "tasks.benchmarks",
+    "tasks.plugins",
+]
 
 
 def broker_transport_options(settings: Settings) -> dict[str, object]:

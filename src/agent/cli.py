@@ -69,6 +69,114 @@ def render_check(summary: dict) -> str:
     return "\n".join(lines)
 
 
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Only show what would go, per table.")
+def prune(dry_run: bool) -> None:
+    """Prune expired sessions, deactivate expired API keys, apply retention (as the tasks do)."""
+    import datetime as dt
+    import json
+
+    from agent.housekeeping import render_plan
+    from tasks import housekeeping
+
+    settings, now = get_settings(), dt.datetime.now(dt.UTC)
+    if dry_run:
+        click.echo(render_plan(housekeeping.plan(settings, now)))
+        return
+    done = {
+        "sessions": housekeeping.run_prune(settings),
+        "api_keys": housekeeping.run_expire_keys(settings),
+        "retention": housekeeping.run_retention(settings, now),
+    }
+    click.echo(json.dumps(done, indent=2, default=str))
+
+
+@main.command()
+@click.argument("instance_id")
+def discover(instance_id: str) -> None:
+    """Discover what runs on one instance now, reconcile it, and print it as a table."""
+    from agent.discovery.report import render
+    from models import queries
+    from models.session import session_scope
+    from tasks.common import as_uuid
+    from tasks.discovery import discover_now
+
+    target = as_uuid(instance_id)
+    summary = discover_now(get_settings(), target, holder=f"cli-{uuid.uuid4()}")
+    with session_scope() as session:
+        rows = queries.instance_services(session, target)
+    click.echo(render(summary, rows))
+    sys.exit(0 if summary["status"] == "discovered" else 1)
+
+
+@main.command()
+@click.option("--space", "space_id", help="Only this space's installed services.")
+@click.option("--tenant", "tenant_id", help="Only this tenant's MCP servers.")
+def plugins(space_id: str | None, tenant_id: str | None) -> None:
+    """Print the health of installed services and MCP servers as a table."""
+    from agent.plugins.report import render
+    from models import queries
+    from models.session import session_scope
+    from tasks.common import as_uuid
+
+    space = as_uuid(space_id, "--space") if space_id else None
+    tenant = as_uuid(tenant_id, "--tenant") if tenant_id else None
+    with session_scope() as session:
+        rows = queries.plugin_health(session, space, tenant)
+    click.echo(render(rows))
+
+
+@main.group()
+def bench() -> None:
+    """Ingest benchmark results and list regression alerts."""
+
+
+@bench.command("ingest")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--format", "format_", help="pytest-benchmark, google-benchmark, json or csv.")
+@click.option("--package", help="Package for rows that name none.")
+@click.option("--branch", help="Branch for rows that name none.")
+@click.option("--testbed", help="Testbed for rows that name none.")
+def bench_ingest(files, format_, package, branch, testbed) -> None:
+    """Ingest result FILES (one run each) with a progress bar; print counts and reasons."""
+    from pathlib import Path
+
+    from agent.benchmarks.report import render_result
+    from tasks import benchmarks
+
+    given = {"package": package, "branch": branch, "testbed": testbed}
+    defaults = {name: value for name, value in given.items() if value}
+    failed = False
+    for name in files:
+        path = Path(name)
+        with (
+            path.open("rb") as stream,
+            click.progressbar(length=path.stat().st_size, label=path.name) as bar,
+        ):
+            result = benchmarks.ingest_stream(
+                get_settings(),
+                stream,
+                benchmarks.as_format(format_),
+                defaults,
+                name,
+                progress=lambda at, bar=bar: bar.update(at - bar.pos),
+            )
+        click.echo(render_result(name, result))
+        failed = failed or result["status"] != "done"
+    sys.exit(1 if failed else 0)
+
+
+@bench.command("alerts")
+@click.option("--package", help="Only this package's alerts.")
+@click.option("--limit", default=100, show_default=True, help="Newest alerts to show.")
+def bench_alerts(package: str | None, limit: int) -> None:
+    """List open regression alerts, newest first."""
+    from agent.benchmarks.report import render_alerts
+    from tasks import benchmarks
+
+    click.echo(render_alerts(benchmarks.alerts.run(package, limit)))
+
+
 @main.group()
 def secret() -> None:
     """Make secrets for connection_config and credentials."""

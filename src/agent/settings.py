@@ -10,6 +10,7 @@ import platformdirs
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agent.housekeeping import PruneTarget
 from agent.validation import problems
 
 JOB_QUEUES = ("health", "discovery", "plugins", "benchmarks", "housekeeping")
@@ -62,6 +63,42 @@ class Settings(BaseSettings):
     plugins_interval_s: int = Field(default=120, ge=5)
     housekeeping_interval_s: int = Field(default=900, ge=5)
     retention_interval_s: int = Field(default=3600, ge=5)
+
+    # Discovery (issue 4): batches of instances, discovered concurrently within a batch.
+    discovery_batch_size: int = Field(default=20, ge=1, le=1000)
+    discovery_concurrency: int = Field(default=8, ge=1, le=256)
+    discovery_timeout_s: float = Field(default=30.0, gt=0)
+    discovery_max_per_sweep: int = Field(default=20000, ge=1)
+
+    # Housekeeping (issue 7): session pruning, API-key expiry, retention windows.
+    prune_extra_tables: tuple[PruneTarget, ...] = ()
+    prune_batch_size: int = Field(default=5000, ge=10, le=100_000)
+    prune_statement_target_ms: float = Field(default=100.0, gt=0)
+    health_history_retention_days: int = Field(default=30, ge=1)
+    benchmarks_retention_days: int | None = Field(default=None, ge=1)
+    access_logs_retention_days: int | None = Field(default=None, ge=1)
+    audit_logs_retention_days: int | None = Field(default=None, ge=1)
+
+    # Benchmarks (issue 6): ingestion limits and the regression threshold.
+    benchmarks_max_payload_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    benchmarks_file_root: Path | None = None
+    benchmarks_batch_rows: int = Field(default=20000, ge=100, le=1_000_000)
+    benchmarks_future_skew_s: int = Field(default=86400, ge=0)
+    benchmarks_test: Literal["t_test", "z_score"] = "t_test"
+    benchmarks_boundary: float = Field(default=0.99, gt=0.5, lt=1)
+    benchmarks_min_sample_size: int = Field(default=5, ge=2)
+    benchmarks_max_sample_size: int = Field(default=64, ge=2, le=10_000)
+    benchmarks_min_effect: float = Field(default=0.05, ge=0)
+
+    # Plugin health (issue 5): installed services over HTTP, MCP servers over MCP.
+    plugins_batch_size: int = Field(default=200, ge=1, le=5000)
+    plugins_concurrency: int = Field(default=32, ge=1, le=512)
+    plugins_timeout_s: float = Field(default=5.0, gt=0)
+    plugins_max_connections: int = Field(default=100, ge=1)
+    plugins_connections_per_host: int = Field(default=8, ge=1)
+    plugins_max_per_refresh: int = Field(default=20000, ge=1)
+    plugins_failures_before_error: int = Field(default=3, ge=1)
+    plugins_successes_before_active: int = Field(default=2, ge=1)
 
     @model_validator(mode="after")
     def _limits_fit_visibility(self) -> Settings:

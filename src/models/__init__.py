@@ -12,6 +12,7 @@ from models.auth import (
     Verification,
 )
 from models.base import Base
+from models.benchmarks import BenchmarkAlert, BenchmarkIngest, BenchmarkQuarantine
 from models.infrastructure import (
     InfrastructureInstance,
     InstanceHealthHistory,
@@ -20,6 +21,7 @@ from models.infrastructure import (
 )
 from models.marketplace import ServiceInstallation, ServiceRegistry, Space
 from models.mcp import McpServer, McpTool, Tenant
+from models.plugins import AgentInstallationHealth, PluginHealthHistory
 from models.registry import (
     AccessLog,
     Benchmark,
@@ -31,6 +33,7 @@ from models.registry import (
 
 __all__ = [
     "AccessLog",
+    "AgentInstallationHealth",
     "AgentKnownHost",
     "AgentLease",
     "ApiKey",
@@ -38,6 +41,9 @@ __all__ = [
     "AuthSession",
     "Base",
     "Benchmark",
+    "BenchmarkAlert",
+    "BenchmarkIngest",
+    "BenchmarkQuarantine",
     "InfrastructureInstance",
     "InstanceHealthHistory",
     "InstanceService",
@@ -47,6 +53,7 @@ __all__ = [
     "Package",
     "PackageMaintainer",
     "PackageVersion",
+    "PluginHealthHistory",
     "Role",
     "ServiceInstallation",
     "ServiceManagementAssignment",

@@ -37,6 +37,11 @@ TABLES = {
     "benchmarks",
     "agent_leases",
     "agent_known_hosts",
+    "agent_installation_health",
+    "plugin_health_history",
+    "benchmark_ingests",
+    "benchmark_quarantine",
+    "benchmark_alerts",
 }
 SEED_INDEXES = {
     "idx_users_email",

@@ -1,0 +1,231 @@
+"""How an installation authenticates to its service: `api_auth_type` and its secrets.
+
+The registry entry's `api_auth_config` says how (non-secret settings below); the secrets come
+from the installation's `credentials`, falling back to `api_auth_config`, and are always
+references (`enc:`, `env:`, `file:`), resolved here in memory only:
+
+- `none`: nothing is sent;
+- `api_key`: `credentials.api_key`, in header `header` (default `X-API-Key`), or in query
+  parameter `param` (default `api_key`) when `location` is `query`;
+- `bearer`: `credentials.token`, as `Authorization: Bearer`;
+- `oauth2`: the client-credentials grant at `token_url` with `credentials.client_id` (plain
+  or a reference) and `credentials.client_secret`, optional `scope` and `audience`, the
+  client authenticating with HTTP Basic (`client_auth: basic`, default) or in the form body
+  (`client_auth: body`). Tokens are cached per process until shortly before they expire,
+  keyed by a hash that holds no secret.
+
+Only the standard client-credentials POST is needed, so it is written here on the shared
+pooled client rather than pulling in an OAuth library with its own HTTP stack.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.credentials import PREFIXES, SecretResolver
+from agent.plugins.client import Pool
+from agent.probes.base import ErrorClass, ProbeError, parse_config
+
+AUTH_TYPES = ("none", "api_key", "bearer", "oauth2")
+MAX_TOKEN_BYTES = 64 * 1024
+
+
+class AuthConfig(BaseModel):
+    """The non-secret part of `api_auth_config`, validated."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", hide_input_in_errors=True)
+
+    header: str = "X-API-Key"
+    location: Literal["header", "query"] = "header"
+    param: str = "api_key"
+    token_url: str | None = None
+    scope: str | None = None
+    audience: str | None = None
+    client_auth: Literal["basic", "body"] = "basic"
+    default_expires_in_s: float = Field(default=300.0, gt=0)
+
+
+@dataclass(frozen=True)
+class Authenticated:
+    """What to add to the health request, and the secret values to scrub from messages."""
+
+    headers: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, str] = field(default_factory=dict)
+    secrets: tuple[str, ...] = ()
+    token_key: str | None = None
+
+
+@dataclass(frozen=True)
+class CachedToken:
+    """An access token and the monotonic time after which it is not used any more."""
+
+    value: str
+    use_until: float
+
+
+class TokenCache:
+    """OAuth2 access tokens by key; one fetch at a time per key, per process."""
+
+    def __init__(self, margin_s: float = 60.0) -> None:
+        self.margin_s = margin_s
+        self._reset()
+
+    def _reset(self) -> None:
+        self._pid = os.getpid()
+        self._tokens: dict[str, CachedToken] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def get(self, key: str, fetch: Callable[[], tuple[str, float]]) -> str:
+        """The cached token for `key`, or a fresh one from `fetch()` -> (token, expires_in_s)."""
+        with self._lock_for(key):
+            cached = self._tokens.get(key)
+            if cached is not None and time.monotonic() < cached.use_until:
+                return cached.value
+            value, expires_in_s = fetch()
+            # Renew shortly before expiry: a tenth of the lifetime, at most the margin.
+            early_s = min(self.margin_s, expires_in_s / 10)
+            self._tokens[key] = CachedToken(value, time.monotonic() + expires_in_s - early_s)
+            return value
+
+    def forget(self, key: str) -> None:
+        """Drop a token the service refused, so that the next check fetches a new one."""
+        self._tokens.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._tokens)
+
+    def _lock_for(self, key: str) -> threading.Lock:
+        with self._guard:
+            if self._pid != os.getpid():
+                self._reset()
+            return self._locks.setdefault(key, threading.Lock())
+
+
+shared_tokens = TokenCache()
+
+
+def authenticate(
+    auth_type: str | None,
+    raw_config: Mapping[str, Any],
+    credentials: Mapping[str, Any],
+    resolver: SecretResolver,
+    pool: Pool,
+    tokens: TokenCache = shared_tokens,
+) -> Authenticated:
+    """Headers and query parameters that authenticate a health request."""
+    kind = auth_type or "none"
+    if kind not in AUTH_TYPES:
+        raise ProbeError(ErrorClass.CONFIG, f"unknown api_auth_type {kind!r}")
+    config = parse_config(AuthConfig, raw_config)
+    secrets = _Secrets({**raw_config, **credentials}, resolver)
+    if kind == "none":
+        return Authenticated()
+    if kind == "api_key":
+        key = secrets.secret("api_key")
+        if config.location == "query":
+            return Authenticated(params={config.param: key}, secrets=(key,))
+        return Authenticated(headers={config.header: key}, secrets=(key,))
+    if kind == "bearer":
+        token = secrets.secret("token")
+        return Authenticated(headers={"Authorization": f"Bearer {token}"}, secrets=(token,))
+    return _oauth2(config, secrets, pool, tokens)
+
+
+class _Secrets:
+    """Looks up credential fields, resolving references; names missing fields clearly."""
+
+    def __init__(self, fields: Mapping[str, Any], resolver: SecretResolver) -> None:
+        self._fields = fields
+        self._resolver = resolver
+
+    def secret(self, name: str) -> str:
+        """The secret a reference field stands for."""
+        value = self._fields.get(name)
+        if not value:
+            raise ProbeError(ErrorClass.CONFIG, f"credentials.{name} is missing")
+        return self._resolver.resolve(value)
+
+    def plain_or_secret(self, name: str) -> str:
+        """A field that may be stored plain (a client id) or as a reference."""
+        value = self._fields.get(name)
+        if isinstance(value, str) and value and not value.startswith(PREFIXES):
+            return value
+        return self.secret(name)
+
+
+def _oauth2(config: AuthConfig, secrets: _Secrets, pool: Pool, tokens: TokenCache) -> Authenticated:
+    if not config.token_url:
+        raise ProbeError(ErrorClass.CONFIG, "api_auth_config.token_url is missing for oauth2")
+    client_id = secrets.plain_or_secret("client_id")
+    client_secret = secrets.secret("client_secret")
+    key = token_key(config, client_id, client_secret)
+    token = tokens.get(key, lambda: fetch_token(pool, config, client_id, client_secret))
+    return Authenticated(
+        headers={"Authorization": f"Bearer {token}"},
+        secrets=(client_secret, token),
+        token_key=key,
+    )
+
+
+def token_key(config: AuthConfig, client_id: str, client_secret: str) -> str:
+    """A cache key for a client's tokens: a hash, so no secret sits in memory dumps or logs."""
+    parts = (config.token_url, client_id, client_secret, config.scope, config.audience)
+    return hashlib.sha256("\0".join(p or "" for p in parts).encode()).hexdigest()
+
+
+def fetch_token(
+    pool: Pool, config: AuthConfig, client_id: str, client_secret: str
+) -> tuple[str, float]:
+    """A new access token by the client-credentials grant, and its lifetime in seconds."""
+    assert config.token_url is not None
+    form = {"grant_type": "client_credentials"}
+    form.update({k: v for k, v in (("scope", config.scope), ("audience", config.audience)) if v})
+    auth: tuple[str, str] | None = (client_id, client_secret)
+    if config.client_auth == "body":
+        form.update(client_id=client_id, client_secret=client_secret)
+        auth = None
+    url = httpx.URL(config.token_url)
+    with pool.limiter.slot(url, pool.limits.timeout_s):
+        response = pool.client.post(url, data=form, auth=auth)
+    return _token_from(response, config.default_expires_in_s)
+
+
+def _token_from(response: httpx.Response, default_expires_in_s: float) -> tuple[str, float]:
+    if response.status_code != 200:
+        raise ProbeError(
+            ErrorClass.AUTH,
+            f"token endpoint answered HTTP {response.status_code}{_oauth_error(response)}",
+        )
+    body = _json(response)
+    token = body.get("access_token")
+    if not isinstance(token, str) or not token:
+        raise ProbeError(ErrorClass.PROTOCOL, "token endpoint answered without an access_token")
+    expires_in = body.get("expires_in")
+    valid = isinstance(expires_in, int | float) and not isinstance(expires_in, bool)
+    return token, float(expires_in) if valid and expires_in > 0 else default_expires_in_s
+
+
+def _oauth_error(response: httpx.Response) -> str:
+    # RFC 6749 error codes are short fixed words; anything else is not echoed.
+    error = _json(response).get("error")
+    return f" ({error})" if isinstance(error, str) and error.replace("_", "").isalpha() else ""
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    if len(response.content) > MAX_TOKEN_BYTES:
+        return {}
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}

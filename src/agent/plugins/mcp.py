@@ -1,0 +1,255 @@
+"""Health checks of MCP servers with the `mcp` SDK: initialize, ping, and the tool list.
+
+`http` servers are reached over streamable HTTP, `sse` servers over the SSE transport. A
+check runs the protocol's `initialize` handshake, a `ping`, and `tools/list` (every page),
+each timed; the whole exchange has a deadline. `stdio` servers are subprocesses of their
+client, so no worker can reach them; the SDK has no WebSocket client; both are recorded as
+not checkable (health `unknown`), their status left alone.
+
+Each check uses its own HTTP client: cookies and sessions of one tenant's server never
+reach another's. Tool lists are diffed here (`diff_tools`), written by the store.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import httpx2
+from mcp import ClientSession
+from mcp.client.sse import sse_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+from mcp.types import Implementation
+
+from agent.credentials import SecretResolver
+from agent.damping import Policy
+from agent.plugins.outcome import PluginChecked, Prior, conclude
+from agent.probes.base import ErrorClass, Observation, ProbeError, Status
+from agent.probes.http import HttpProbe
+
+PLUGIN_TYPE = "mcp_server"
+MAX_TOOL_PAGES = 50
+NOT_CHECKABLE = {
+    "stdio": "stdio servers run as a subprocess of their client: a worker cannot reach them",
+    "websocket": "the mcp SDK has no WebSocket client transport: not checked",
+}
+CLIENT_INFO = Implementation(name="infra-agent", version=importlib.metadata.version("infra-agent"))
+
+
+@dataclass(frozen=True)
+class McpSpec:
+    """What a check needs from an `mcp_server` row."""
+
+    id: str
+    name: str
+    endpoint_url: str
+    transport_type: str
+    tenant_id: str | None = None
+    prior: Prior = field(default_factory=Prior)
+    policy: Policy = field(default_factory=Policy)
+
+
+@dataclass(frozen=True)
+class ToolInfo:
+    """One tool as the server lists it."""
+
+    name: str
+    description: str | None
+    input_schema: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolChanges:
+    """How a server's listed tools differ from the recorded ones."""
+
+    added: tuple[ToolInfo, ...] = ()
+    changed: tuple[ToolInfo, ...] = ()
+    removed: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+
+    def counts(self) -> dict[str, int]:
+        """How many tools of each kind, for summaries."""
+        return {
+            "added": len(self.added),
+            "changed": len(self.changed),
+            "removed": len(self.removed),
+            "unchanged": len(self.unchanged),
+        }
+
+
+def diff_tools(recorded: Mapping[str, ToolInfo | None], listed: Sequence[ToolInfo]) -> ToolChanges:
+    """Compare a listing with the recorded tools (None for a tool marked removed)."""
+    listed_names = {tool.name for tool in listed}
+    added, changed, unchanged = [], [], []
+    for tool in listed:
+        before = recorded.get(tool.name)
+        if tool.name not in recorded or before is None:
+            added.append(tool)
+        elif before != tool:
+            changed.append(tool)
+        else:
+            unchanged.append(tool.name)
+    removed = sorted(
+        name for name, tool in recorded.items() if tool is not None and name not in listed_names
+    )
+    return ToolChanges(tuple(added), tuple(changed), tuple(removed), tuple(unchanged))
+
+
+class McpProbe(HttpProbe):
+    """Talks MCP (over HTTP) to one server; `tools` is set after a good check."""
+
+    kind = "mcp"
+
+    def __init__(self, spec: McpSpec, timeout_s: float) -> None:
+        super().__init__({}, SecretResolver(None), timeout_s)
+        self.spec = spec
+        self.tools: tuple[ToolInfo, ...] | None = None
+
+    def check(self) -> Observation:
+        """Run the exchange in a private event loop (the caller is a worker thread)."""
+        reason = NOT_CHECKABLE.get(self.spec.transport_type)
+        if reason is not None:
+            raise ProbeError(ErrorClass.UNSUPPORTED, reason)
+        if self.spec.transport_type not in ("http", "sse"):
+            raise ProbeError(ErrorClass.CONFIG, f"unknown transport {self.spec.transport_type!r}")
+        try:
+            return anyio.run(self._exchange)
+        except BaseExceptionGroup as group:
+            raise first_leaf(group)  # noqa: B904  (keeps the leaf's own cause chain)
+
+    def secrets(self) -> list[str]:
+        """None: MCP servers are checked without credentials."""
+        return []
+
+    def classify(self, exc: BaseException) -> ErrorClass:
+        """MCP errors are protocol failures; the rest as for HTTP."""
+        if isinstance(exc, BaseExceptionGroup):
+            exc = first_leaf(exc)
+        if isinstance(exc, MCPError):
+            return ErrorClass.PROTOCOL
+        if isinstance(exc, httpx2.TimeoutException):
+            return ErrorClass.TIMEOUT
+        if isinstance(exc, httpx2.HTTPStatusError):
+            code = exc.response.status_code
+            return ErrorClass.AUTH if code in (401, 403) else ErrorClass.PROTOCOL
+        return super().classify(exc)
+
+    async def _exchange(self) -> Observation:
+        with anyio.fail_after(self.timeout_s * 2):
+            async with (
+                self._connect() as (read, write),
+                ClientSession(
+                    read, write, read_timeout_seconds=self.timeout_s, client_info=CLIENT_INFO
+                ) as session,
+            ):
+                return await self._converse(session)
+
+    async def _converse(self, session: ClientSession) -> Observation:
+        started = time.perf_counter()
+        initialized = await session.initialize()
+        initialized_at = time.perf_counter()
+        await session.send_ping()
+        pinged_at = time.perf_counter()
+        self.tools = await list_all_tools(session)
+        facts = {
+            "protocol_version": initialized.protocol_version,
+            "server_info": initialized.server_info.model_dump(mode="json", exclude_none=True),
+            "capabilities": initialized.capabilities.model_dump(mode="json", exclude_none=True),
+            "initialize_ms": _ms(started, initialized_at),
+            "ping_ms": _ms(initialized_at, pinged_at),
+            "tools_ms": _ms(pinged_at, time.perf_counter()),
+            "tool_count": len(self.tools),
+        }
+        return Observation(facts, {"mcp.initialize": Status.OK, "mcp.ping": Status.OK})
+
+    @asynccontextmanager
+    async def _connect(self) -> AsyncIterator[tuple[Any, Any]]:
+        url = self.spec.endpoint_url
+        if self.spec.transport_type == "sse":
+            async with sse_client(
+                url,
+                timeout=self.timeout_s,
+                sse_read_timeout=self.timeout_s,
+                httpx_client_factory=self._client,
+            ) as streams:
+                yield streams
+            return
+        async with self._client() as http, streamable_http_client(url, http_client=http) as streams:
+            yield streams
+
+    def _client(
+        self,
+        headers: dict[str, str] | None = None,
+        timeout: httpx2.Timeout | None = None,
+        auth: httpx2.Auth | None = None,
+    ) -> httpx2.AsyncClient:
+        return httpx2.AsyncClient(
+            headers={"User-Agent": "infra-agent", **(headers or {})},
+            timeout=timeout or httpx2.Timeout(self.timeout_s),
+            auth=auth,
+            trust_env=False,
+            follow_redirects=False,
+            limits=httpx2.Limits(max_connections=4, max_keepalive_connections=4),
+        )
+
+
+async def list_all_tools(session: ClientSession) -> tuple[ToolInfo, ...]:
+    """Every tool the server lists, following cursors (at most MAX_TOOL_PAGES pages)."""
+    from mcp.types import PaginatedRequestParams
+
+    tools: list[ToolInfo] = []
+    cursor: str | None = None
+    for _ in range(MAX_TOOL_PAGES):
+        params = PaginatedRequestParams(cursor=cursor) if cursor else None
+        page = await session.list_tools(params=params)
+        tools += [ToolInfo(t.name, t.description, _plain(t.input_schema)) for t in page.tools]
+        cursor = page.next_cursor
+        if not cursor:
+            return tuple(tools)
+    raise ProbeError(ErrorClass.PROTOCOL, f"tools/list did not end within {MAX_TOOL_PAGES} pages")
+
+
+def _plain(schema: Any) -> dict[str, Any]:
+    # Round-trip through JSON so that what is compared is exactly what JSONB will store.
+    return json.loads(json.dumps(schema or {}, sort_keys=True, default=str))
+
+
+def first_leaf(group: BaseExceptionGroup) -> BaseException:
+    """The first exception in a (nested) exception group that is not a group itself."""
+    current: BaseException = group
+    while isinstance(current, BaseExceptionGroup) and current.exceptions:
+        current = current.exceptions[0]
+    return current
+
+
+def _ms(start: float, end: float) -> float:
+    return round((end - start) * 1000.0, 3)
+
+
+def check_mcp_server(spec: McpSpec, make_probe: Callable[[McpSpec], McpProbe]) -> PluginChecked:
+    """Check one MCP server and damp the result; its tools ride along in `details`."""
+    probe = make_probe(spec)
+    result = probe.run()
+    flags = {"tenant_id": spec.tenant_id, "transport_type": spec.transport_type}
+    details = {"tools": probe.tools} if probe.tools is not None else {}
+    return conclude(
+        PLUGIN_TYPE, spec.id, spec.name, result, spec.prior, spec.policy, flags, details
+    )
+
+
+def check_mcp_servers(
+    specs: Sequence[McpSpec], make_probe: Callable[[McpSpec], McpProbe], concurrency: int
+) -> list[PluginChecked]:
+    """Check every server, at most `concurrency` at once (each in its own event loop)."""
+    if not specs:
+        return []
+    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(specs)))) as pool:
+        return list(pool.map(lambda spec: check_mcp_server(spec, make_probe), specs))

@@ -1,0 +1,188 @@
+"""Writes of the housekeeping job: expired rows deleted in batches, expired API keys deactivated.
+
+Table and column names never go from settings into SQL: a prune target is looked up in the
+catalog first, and only the names the catalog returns are quoted into statements.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, text
+from sqlalchemy.orm import Session
+
+from agent.housekeeping import PruneTarget
+from models.store.health import AGENT_USER_AGENT
+from models.timeseries import Series, current_backend, partitions
+
+EXPIRY_TYPES = ("timestamp with time zone", "timestamp without time zone", "date")
+
+_CATALOG = text(
+    """
+    SELECT n.nspname, c.relname, c.relkind, a.attname, format_type(a.atttypid, a.atttypmod)
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    LEFT JOIN pg_attribute a
+        ON a.attrelid = c.oid AND a.attname = :column AND a.attnum > 0 AND NOT a.attisdropped
+    WHERE n.nspname = current_schema() AND c.relname = :table AND c.relkind IN ('r', 'p')
+    """
+)
+
+
+class PruneTargetError(ValueError):
+    """A configured prune target that the catalog does not back up; the message says why."""
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A prune target checked against the catalog, with its names ready to quote into SQL."""
+
+    target: PruneTarget
+    schema: str
+    table: str
+    column: str
+    column_type: str
+
+
+def resolve(session: Session, target: PruneTarget) -> Resolved:
+    """`target` as the catalog knows it, or a PruneTargetError naming what is wrong."""
+    row = session.execute(_CATALOG, {"table": target.table, "column": target.column}).first()
+    where = f"prune target {target.table}.{target.column}"
+    if row is None:
+        raise PruneTargetError(f"{where}: no such table in the current schema")
+    schema, table, kind, column, column_type = row
+    if kind != "r":
+        # ctid is only unique within one table, and partitions have retention instead.
+        raise PruneTargetError(f"{where}: a partitioned table is kept by retention, not pruned")
+    if column is None:
+        raise PruneTargetError(f"{where}: no such column")
+    if column_type not in EXPIRY_TYPES:
+        raise PruneTargetError(f"{where}: the column is {column_type}, not a timestamp or date")
+    return Resolved(target, schema, table, column, column_type)
+
+
+def _names(session: Session, resolved: Resolved) -> dict[str, str]:
+    quote = session.get_bind().dialect.identifier_preparer.quote_identifier
+    return {
+        "table": f"{quote(resolved.schema)}.{quote(resolved.table)}",
+        "col": quote(resolved.column),
+        "type": resolved.column_type,
+    }
+
+
+# The rows are locked in the scan with SKIP LOCKED, so a session being read for update by a
+# login is left for the next run instead of waited for; the expiry is checked again on the row
+# version actually deleted, so a session extended meanwhile is never deleted. The locked rows
+# are deleted by ctid (a TID scan): they cannot move while this statement holds their lock,
+# and a join on the key would let the planner hash the whole table for every batch.
+_DELETE_BATCH = """
+    WITH doomed AS (
+        SELECT ctid FROM {table}
+        WHERE {col} < now() - make_interval(secs => :grace_s)
+          AND {col} >= CAST(:floor AS {type})
+        ORDER BY {col}
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    ), gone AS (
+        DELETE FROM {table}
+        WHERE ctid = ANY(ARRAY(SELECT ctid FROM doomed))
+          AND {col} < now() - make_interval(secs => :grace_s)
+        RETURNING {col} AS expiry
+    )
+    SELECT count(*), max(expiry) FROM gone
+"""
+
+
+def delete_expired(
+    session: Session, resolved: Resolved, limit: int, floor: Any = "-infinity"
+) -> tuple[int, Any]:
+    """Delete up to `limit` expired rows whose expiry is at least `floor`, oldest first.
+
+    Returns how many went and the latest expiry among them: the next batch's `floor`, so
+    that a run walks the expiry index forward instead of rescanning the dead rows it left.
+    """
+    sql = text(_DELETE_BATCH.format(**_names(session, resolved)))
+    params = {"grace_s": resolved.target.grace_s, "floor": floor, "limit": limit}
+    deleted, latest = session.execute(sql, params).one()
+    return deleted, latest
+
+
+def count_expired(session: Session, resolved: Resolved) -> int:
+    """How many rows of the target are expired now (for a dry run)."""
+    names = _names(session, resolved)
+    sql = (
+        f"SELECT count(*) FROM {names['table']}"
+        f" WHERE {names['col']} < now() - make_interval(secs => :grace_s)"
+    )
+    return session.execute(text(sql), {"grace_s": resolved.target.grace_s}).scalar_one()
+
+
+_EXPIRE_KEYS = text(
+    """
+    WITH expired AS (
+        SELECT id, is_active, expires_at FROM api_keys
+        WHERE is_active IS NOT FALSE AND expires_at < now()
+        ORDER BY expires_at
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    ), changed AS (
+        UPDATE api_keys AS k SET is_active = false, updated_at = now()
+        FROM expired AS e
+        WHERE k.id = e.id AND k.is_active IS NOT FALSE AND k.expires_at < now()
+        RETURNING k.id, e.is_active AS was_active, k.expires_at
+    )
+    INSERT INTO audit_logs (user_id, entity_type, entity_id, action, changes, user_agent)
+    SELECT NULL, 'api_keys', id, 'UPDATE',
+        jsonb_build_object(
+            'before', jsonb_build_object('is_active', was_active),
+            'after', jsonb_build_object('is_active', false),
+            'reason', jsonb_build_object('expired_at', expires_at)),
+        :agent
+    FROM changed
+    RETURNING entity_id
+    """
+)
+
+
+def expire_api_keys(session: Session, limit: int) -> int:
+    """Deactivate up to `limit` expired, still active keys, one audit row each; how many."""
+    rows = session.execute(_EXPIRE_KEYS, {"limit": limit, "agent": AGENT_USER_AGENT})
+    return len(rows.all())
+
+
+def count_expirable_api_keys(session: Session) -> int:
+    """How many keys are past their expiry and still active (for a dry run)."""
+    sql = "SELECT count(*) FROM api_keys WHERE is_active IS NOT FALSE AND expires_at < now()"
+    return session.execute(text(sql)).scalar_one()
+
+
+def set_lock_timeout(session: Session, timeout_ms: int) -> None:
+    """Give up on a table lock after `timeout_ms` in this transaction rather than queue.
+
+    DDL on a time-series parent waits behind every open writer and, while it waits, makes
+    every later writer wait behind it; a short timeout turns that stall into a retry.
+    """
+    session.execute(text("SELECT set_config('lock_timeout', :ms, true)"), {"ms": f"{timeout_ms}ms"})
+
+
+def droppable(conn: Connection, series: Series, before: dt.datetime) -> list[str]:
+    """The partitions or chunks that dropping data older than `before` would remove."""
+    if current_backend(conn, series.table) == "native":
+        return [p.name for p in partitions(conn, series.table) if p.upper and p.upper <= before]
+    sql = "SELECT show_chunks(CAST(:table AS regclass), older_than => CAST(:before AS timestamptz))"
+    return [str(c) for c in conn.execute(text(sql), {"table": series.table, "before": before})]
+
+
+def try_advisory_lock(conn: Connection, key: int) -> bool:
+    """Take the session-level advisory lock `key` if nobody holds it.
+
+    It outlives the transactions on `conn` and goes with the connection, so a killed
+    process never leaves it behind.
+    """
+    return bool(conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar())
+
+
+def advisory_unlock(conn: Connection, key: int) -> None:
+    """Give back the advisory lock `key` taken on `conn`."""
+    conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})

@@ -1,0 +1,275 @@
+"""Plugin health: the refresh, its batches, and checks of one installation or MCP server.
+
+The refresh selects due installations and MCP servers, leases them to batch tasks on the
+`plugins` queue; a batch checks its plugins concurrently (installations on the worker's one
+pooled HTTP client, MCP servers each in their own session) and writes all results in one
+transaction. Leases keep refreshes from overlapping and a plugin from being checked twice at
+once, exactly as for instance health.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from agent.celery import app
+from agent.damping import Policy
+from agent.plugins.client import ClientLimits, shared_pool
+from agent.plugins.installation import (
+    InstallationProbe,
+    InstallationSpec,
+    check_installations,
+    health_path_of,
+)
+from agent.plugins.mcp import McpProbe, McpSpec, check_mcp_servers
+from agent.plugins.outcome import PluginChecked, Prior
+from agent.settings import Settings, get_settings
+from models import queries, store
+from models.mcp import McpServer
+from models.plugins import INSTALLATION, MCP_SERVER, AgentInstallationHealth, plugin_lease
+from models.session import session_scope
+from models.store import plugins as plugin_store
+from tasks.common import RETRY_ON_INFRASTRUCTURE, TaskInputError, as_uuid, as_uuids
+from tasks.health import resolver_for
+
+REFRESH_LEASE = "plugins.refresh"
+PluginType = Literal["installation", "mcp_server"]
+PLUGIN_TYPES: tuple[PluginType, ...] = (INSTALLATION, MCP_SERVER)
+
+
+@app.task(name="agent.plugins.refresh", bind=True, **RETRY_ON_INFRASTRUCTURE)
+def refresh(self: Any) -> dict[str, Any]:
+    """Send every due installation and MCP server to a batch; returns how many."""
+    return run_refresh(get_settings(), holder=self.request.id or str(uuid.uuid4()))
+
+
+@app.task(name="agent.plugins.check_batch", bind=True, **RETRY_ON_INFRASTRUCTURE)
+def check_batch(self: Any, plugin_type: str, ids: list[str]) -> dict[str, Any]:
+    """Check a batch of one plugin type concurrently and write the results together."""
+    kind = as_plugin_type(plugin_type)
+    return run_batch(get_settings(), kind, as_uuids(ids, "ids"), holder=self.request.id)
+
+
+@app.task(name="agent.plugins.check_installation", bind=True, **RETRY_ON_INFRASTRUCTURE)
+def check_installation(self: Any, installation_id: str) -> dict[str, Any]:
+    """Check one installed service now; a JSON summary without secrets."""
+    target = as_uuid(installation_id, "installation_id")
+    return check_now(get_settings(), INSTALLATION, target, holder=self.request.id)
+
+
+@app.task(name="agent.plugins.check_mcp_server", bind=True, **RETRY_ON_INFRASTRUCTURE)
+def check_mcp_server(self: Any, server_id: str) -> dict[str, Any]:
+    """Check one MCP server now and refresh its tools; a JSON summary."""
+    target = as_uuid(server_id, "server_id")
+    return check_now(get_settings(), MCP_SERVER, target, holder=self.request.id)
+
+
+def as_plugin_type(value: object) -> PluginType:
+    """`installation` or `mcp_server`, or a TaskInputError."""
+    if value not in PLUGIN_TYPES:
+        raise TaskInputError(f"plugin_type must be one of {', '.join(PLUGIN_TYPES)}")
+    return value  # type: ignore[return-value]
+
+
+def run_refresh(settings: Settings, holder: str) -> dict[str, Any]:
+    """Lease due plugins to batches (one transaction), then send the batches."""
+    now = dt.datetime.now(dt.UTC)
+    interval, limit = settings.plugins_interval_s, settings.plugins_max_per_refresh
+    with session_scope() as session:
+        if not store.claim_leases(session, [REFRESH_LEASE], holder, interval * 0.9):
+            return {"dispatched": 0, "skipped": "another refresh ran within this interval"}
+        due = {
+            INSTALLATION: queries.due_installations(session, now, interval, limit),
+            MCP_SERVER: queries.due_mcp_servers(session, now, interval, limit),
+        }
+        batches = [
+            b for kind, ids in due.items() for b in lease_batches(session, kind, ids, settings)
+        ]
+    for task_id, kind, ids in batches:
+        check_batch.apply_async(
+            args=[kind, [str(i) for i in ids]], task_id=task_id, expires=interval
+        )
+    counts = Counter(kind for _, kind, _ in batches)
+    return {
+        "dispatched": sum(len(ids) for _, _, ids in batches),
+        "batches": dict(counts),
+        "by_type": {kind: sum(len(i) for _, k, i in batches if k == kind) for kind in counts},
+    }
+
+
+def lease_batches(
+    session: Any, kind: PluginType, ids: Sequence[uuid.UUID], settings: Settings
+) -> list[tuple[str, PluginType, list[uuid.UUID]]]:
+    """Batches of `ids`, each leased to its future task id."""
+    ttl_s = settings.plugins_interval_s + settings.task_time_limit_s
+    batches = []
+    for start in range(0, len(ids), settings.plugins_batch_size):
+        chunk = ids[start : start + settings.plugins_batch_size]
+        task_id = str(uuid.uuid4())
+        held = store.claim_leases(session, [plugin_lease(kind, i) for i in chunk], task_id, ttl_s)
+        mine = [i for i in chunk if plugin_lease(kind, i) in held]
+        if mine:
+            batches.append((task_id, kind, mine))
+    return batches
+
+
+def run_batch(
+    settings: Settings, kind: PluginType, ids: Sequence[uuid.UUID], holder: str
+) -> dict[str, Any]:
+    """Check the plugins of `ids` this holder can lease, and write them in one go."""
+    with session_scope() as session:
+        specs = take(session, kind, ids, holder, settings)
+    checked = check(settings, kind, specs)
+    with session_scope() as session:
+        tools = write(session, kind, checked, holder, ids)
+    return {**tally(checked), **({"tools": tools} if tools else {})}
+
+
+def check_now(
+    settings: Settings, kind: PluginType, target: uuid.UUID, holder: str
+) -> dict[str, Any]:
+    """Check one plugin right away, unless it cannot be or a check of it is running."""
+    with session_scope() as session:
+        specs = take(session, kind, [target], holder, settings)
+        refusal = specs[0].refusal() if specs and isinstance(specs[0], InstallationSpec) else None
+        if not specs or refusal:
+            store.release_leases(session, [plugin_lease(kind, target)], holder)
+    if not specs or refusal:
+        reason = refusal or "no such plugin, deleted, or a check of it is running"
+        return {"plugin_type": kind, "id": str(target), "status": "not_checked", "message": reason}
+    [checked] = check(settings, kind, specs)
+    with session_scope() as session:
+        tools = write(session, kind, [checked], holder, [target])
+    summary = checked.summary()
+    return {**summary, "tools": tools[checked.plugin_id]} if tools else summary
+
+
+def take(
+    session: Any, kind: PluginType, ids: Sequence[uuid.UUID], holder: str, settings: Settings
+) -> list[Any]:
+    """Lease `ids` to `holder` and load what their checks need (the caller's transaction)."""
+    names = [plugin_lease(kind, i) for i in ids]
+    held = store.claim_leases(session, names, holder, settings.task_time_limit_s + 60)
+    mine = [i for i in ids if plugin_lease(kind, i) in held]
+    if not mine:
+        return []
+    policy = Policy(
+        settings.plugins_failures_before_error, settings.plugins_successes_before_active
+    )
+    if kind == INSTALLATION:
+        return [
+            installation_spec(*row, policy) for row in queries.installations_to_check(session, mine)
+        ]
+    return [mcp_spec(row, policy) for row in queries.mcp_servers(session, mine)]
+
+
+def installation_spec(
+    installation: Any, service: Any, health: AgentInstallationHealth | None, policy: Policy
+) -> InstallationSpec:
+    """The plain values a check needs from an installation, its service and its state."""
+    damping = health.damping if health else {}
+    return InstallationSpec(
+        id=str(installation.id),
+        name=service.slug or service.name,
+        space_id=str(installation.space_id) if installation.space_id else None,
+        api_base_url=service.api_base_url,
+        health_path=health_path_of(service.capabilities),
+        auth_type=service.api_auth_type,
+        auth_config=dict(service.api_auth_config or {}),
+        credentials=dict(installation.credentials or {}),
+        registry_status=service.status,
+        prior=Prior(
+            installation.status or "active",
+            installation.health_status,
+            health.since if health else None,
+            _count(damping.get("consecutive_failures")),
+            _count(damping.get("consecutive_successes")),
+        ),
+        policy=policy,
+    )
+
+
+def mcp_spec(server: McpServer, policy: Policy) -> McpSpec:
+    """The plain values a check needs from an MCP server row."""
+    details = server.health_details or {}
+    return McpSpec(
+        id=str(server.id),
+        name=server.name,
+        endpoint_url=server.endpoint_url,
+        transport_type=server.transport_type,
+        tenant_id=str(server.tenant_id) if server.tenant_id else None,
+        prior=Prior(
+            server.status,
+            server.health_status,
+            _since(details.get("since")),
+            _count(server.consecutive_failures),
+            _count(details.get("consecutive_successes")),
+        ),
+        policy=policy,
+    )
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _since(value: object) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def check(settings: Settings, kind: PluginType, specs: Sequence[Any]) -> list[PluginChecked]:
+    """Run the checks of one batch (no database, no transaction open)."""
+    if kind == MCP_SERVER:
+        return check_mcp_servers(
+            specs,
+            lambda spec: McpProbe(spec, settings.plugins_timeout_s),
+            settings.plugins_concurrency,
+        )
+    pool, resolver = shared_pool(limits_of(settings)), resolver_for(settings)
+    checkable = [spec for spec in specs if spec.refusal() is None]
+    return check_installations(
+        checkable,
+        lambda spec: InstallationProbe(spec, pool, resolver),
+        settings.plugins_concurrency,
+    )
+
+
+def limits_of(settings: Settings) -> ClientLimits:
+    """The shared HTTP client's limits from settings."""
+    return ClientLimits(
+        timeout_s=settings.plugins_timeout_s,
+        max_connections=settings.plugins_max_connections,
+        connections_per_host=settings.plugins_connections_per_host,
+    )
+
+
+def write(
+    session: Any,
+    kind: PluginType,
+    checked: Sequence[PluginChecked],
+    holder: str,
+    ids: Sequence[uuid.UUID],
+) -> dict[str, dict[str, int]]:
+    """Results and the leases given back: one transaction. Returns tool changes by server."""
+    tools = {}
+    if kind == INSTALLATION:
+        plugin_store.record_installations(session, checked)
+    else:
+        tools = plugin_store.record_mcp_servers(session, checked)
+    store.release_leases(session, [plugin_lease(kind, i) for i in ids], holder)
+    return tools
+
+
+def tally(checked: Sequence[PluginChecked]) -> dict[str, Any]:
+    """Counts for the task result: checked, by health, and how many changed status."""
+    return {
+        "checked": len(checked),
+        "by_health": dict(Counter(c.health.value for c in checked)),
+        "changed": sum(c.changed for c in checked),
+    }

@@ -1,0 +1,241 @@
+import datetime as dt
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import delete, func, select, text
+
+from agent.settings import get_settings, load_settings
+from models import Benchmark, BenchmarkAlert, BenchmarkIngest, BenchmarkQuarantine, Package
+from models.session import session_scope
+from tasks import benchmarks as job
+
+pytestmark = pytest.mark.integration
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "benchmarks"
+DAY = dt.timedelta(days=1)
+
+
+@pytest.fixture
+def package(database_url):
+    """A package name no other test uses; its rows go when the test ends."""
+    name = f"@graph/layer4-{uuid.uuid4().hex[:8]}"
+    yield name
+    with session_scope() as session:
+        session.execute(delete(Benchmark).where(Benchmark.package_name.like(f"{name}%")))
+        session.execute(delete(BenchmarkAlert).where(BenchmarkAlert.package_name == name))
+        session.execute(delete(Package).where(Package.name.like(f"{name}%")))
+
+
+def payload(file: str, package: str) -> str:
+    """A test file with its package names made unique (so its content is new, too)."""
+    content = (DATA / file).read_text()
+    content = content.replace("@graph/layer4", package).replace("yapkg-team/frames", f"{package}f")
+    return content.replace('"project": "layer4"', f'"project": "{package}"')
+
+
+def ingest(content, settings=None, format=None, defaults=None):
+    data = content.encode() if isinstance(content, str) else content
+    stream = __import__("io").BytesIO(data)
+    return job.ingest_stream(settings or get_settings(), stream, format, defaults or {}, "test")
+
+
+def count(model, *where):
+    with session_scope() as session:
+        return session.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def latest(package):
+    sql = text("SELECT metric, value, unit FROM latest_benchmarks_view WHERE package_name = :p")
+    with session_scope() as session:
+        return {row.metric: (row.value, row.unit) for row in session.execute(sql, {"p": package})}
+
+
+def test_a_pytest_benchmark_file_is_stored_with_its_garbage_quarantined(package):
+    result = ingest(payload("pytest_benchmark.json", package))
+    assert result["status"] == "done"
+    assert result["format"] == "pytest-benchmark"
+    assert (result["accepted"], result["duplicate"], result["quarantined"]) == (32, 0, 2)
+    assert {r["reason"] for r in result["reasons"]} == {
+        "negative duration",
+        "benchmark has no stats",
+    }
+    assert count(Benchmark, Benchmark.package_name == package) == 32
+    with session_scope() as session:
+        rows = session.scalars(
+            select(BenchmarkQuarantine).where(
+                BenchmarkQuarantine.ingest_id == uuid.UUID(result["ingest_id"])
+            )
+        ).all()
+    assert sorted(r.reason for r in rows) == ["benchmark has no stats", "negative duration"]
+    assert all(r.raw and r.run_id.startswith("sha256:") for r in rows)
+
+
+def test_a_google_benchmark_file_keeps_aggregates_and_refuses_nan_and_errors(package):
+    result = ingest(payload("google_benchmark.json", package))
+    assert (result["accepted"], result["quarantined"], result["skipped"]) == (18, 4, 5)
+    reasons = {r["reason"]: r["rows"] for r in result["reasons"]}
+    assert reasons == {"value is not a finite number": 3, "benchmark reported an error": 1}
+    with session_scope() as session:
+        cv = session.execute(
+            select(Benchmark.value, Benchmark.unit).where(
+                Benchmark.package_name == package, Benchmark.metric == "real_time_cv"
+            )
+        ).one()
+        testbeds = set(
+            session.scalars(select(Benchmark.testbed).where(Benchmark.package_name == package))
+        )
+    assert cv == (pytest.approx(0.0033817), "ratio")
+    assert testbeds == {"ci-x86_64"}
+
+
+def test_generic_json_links_packages_by_name_or_yapkg_full_name(package):
+    with session_scope() as session:
+        by_name = Package(name=package)
+        by_full_name = Package(name=f"{package}-yapkg", field="npm", full_name=f"{package}f")
+        session.add_all([by_name, by_full_name])
+        session.flush()
+        ids = {package: by_name.id, f"{package}f": by_full_name.id}
+    result = ingest(payload("generic.json", package))
+    assert (result["accepted"], result["duplicate"], result["quarantined"]) == (7, 1, 8)
+    with session_scope() as session:
+        linked = dict(
+            session.execute(
+                select(Benchmark.package_name, Benchmark.package_id)
+                .where(Benchmark.package_name.like(f"{package}%"))
+                .distinct()
+            ).all()
+        )
+    assert linked == ids
+
+
+def test_generic_csv_is_stored_with_the_latest_value_in_the_view(package):
+    result = ingest(payload("generic.csv", package))
+    assert (result["accepted"], result["duplicate"], result["quarantined"]) == (4, 1, 5)
+    assert latest(package)["latency_p50"] == (0.229, "ms")
+
+
+def test_sending_the_same_run_again_stores_nothing_new(package):
+    content = payload("generic.json", package)
+    first = ingest(content)
+    again = ingest(content)
+    assert (again["accepted"], again["duplicate"], again["quarantined"]) == (0, 8, 8)
+    assert again["ingest_id"] == first["ingest_id"]
+    assert count(Benchmark, Benchmark.package_name.like(f"{package}%")) == 7
+    ingest_id = uuid.UUID(first["ingest_id"])
+    assert count(BenchmarkQuarantine, BenchmarkQuarantine.ingest_id == ingest_id) == 8
+    with session_scope() as session:
+        row = session.get(BenchmarkIngest, ingest_id)
+        assert (row.times_received, row.accepted, row.status) == (2, 7, "done")
+
+
+def test_the_same_run_id_in_other_words_is_a_duplicate(package):
+    document = json.loads(payload("generic.json", package))
+    ingest(json.dumps(document))
+    reformatted = json.dumps(document, indent=4, sort_keys=True)
+    result = ingest(reformatted)
+    assert (result["accepted"], result["duplicate"]) == (0, 8)
+
+
+def test_an_unreadable_payload_is_rejected_whole_and_recorded(package):
+    rows = [
+        {"benchmark": f"b{i}", "metric": "t", "value": i, "unit": "ms", "timestamp": "2025-06-01"}
+        for i in range(500)
+    ]
+    content = json.dumps({"run": {"package": package, "run_id": "r"}, "rows": rows})[:-300]
+    small_batches = load_settings(
+        database_url=get_settings().database_url, benchmarks_batch_rows=100
+    )
+    result = ingest(content, settings=small_batches)
+    assert result["status"] == "rejected"
+    assert "not valid json" in result["error"]
+    assert count(Benchmark, Benchmark.package_name == package) == 0
+    with session_scope() as session:
+        row = session.get(BenchmarkIngest, uuid.UUID(result["ingest_id"]))
+        assert row.status == "rejected"
+        assert row.error == result["error"]
+
+
+def test_garbage_that_is_no_format_at_all_is_rejected(database_url):
+    result = ingest(b"\x00\x01\x02 not a benchmark file \xff")
+    assert result["status"] == "rejected"
+
+
+def test_old_points_get_partitions_made_for_them(package):
+    rows = "package,benchmark,metric,value,unit,timestamp,run_id\n" + "".join(
+        f"{package},old,t,{i},ms,2019-0{i}-15T00:00:00Z,r\n" for i in range(1, 4)
+    )
+    assert ingest(rows)["accepted"] == 3
+
+
+def history(package, values, unit="ms", metric="latency", start=None):
+    """One run per value, a day apart, ending yesterday."""
+    start = start or dt.datetime.now(dt.UTC) - DAY * (len(values) + 1)
+    for i, value in enumerate(values):
+        row = {
+            "package": package,
+            "benchmark": "route/lookup",
+            "metric": metric,
+            "value": value,
+            "unit": unit,
+            "timestamp": (start + DAY * i).isoformat(),
+            "run_id": f"run-{i}",
+            "branch": "main",
+        }
+        assert ingest(json.dumps([row]))["accepted"] == 1
+
+
+def newest(package, value, unit="ms", metric="latency"):
+    row = {
+        "package": package,
+        "benchmark": "route/lookup",
+        "metric": metric,
+        "value": value,
+        "unit": unit,
+        "timestamp": dt.datetime.now(dt.UTC).isoformat(),
+        "run_id": "run-new",
+        "branch": "main",
+    }
+    return ingest(json.dumps([row]))
+
+
+NOISY = [100.0, 101.5, 99.2, 100.8, 98.9, 100.3, 101.1, 99.6, 100.2, 99.9]
+
+
+def test_a_real_slowdown_raises_an_alert(package):
+    history(package, NOISY)
+    result = newest(package, 130.0)
+    assert result["alerts"] == 1
+    [alert] = result["regressions"]
+    assert alert["direction"] == "lower"
+    assert alert["change"] == pytest.approx(0.3, abs=0.01)
+    assert alert["p_value"] < 0.001
+    with session_scope() as session:
+        stored = session.scalars(
+            select(BenchmarkAlert).where(BenchmarkAlert.package_name == package)
+        ).one()
+    assert (stored.status, stored.samples, stored.test) == ("open", 10, "t_test")
+
+
+def test_noise_raises_no_alert(package):
+    history(package, NOISY)
+    assert newest(package, 101.9)["alerts"] == 0
+
+
+def test_a_single_jump_after_a_short_history_raises_no_alert(package):
+    history(package, [100.0, 100.5, 99.5])
+    assert newest(package, 300.0)["alerts"] == 0
+
+
+def test_a_throughput_drop_alerts_and_a_rise_does_not(package):
+    history(package, [1000 + v for v in NOISY], unit="ops/s", metric="throughput")
+    assert newest(package, 1400.0, unit="ops/s", metric="throughput")["alerts"] == 0
+    other = f"{package}-2"
+    history(other, [1000 + v for v in NOISY], unit="ops/s", metric="throughput")
+    assert newest(other, 700.0, unit="ops/s", metric="throughput")["alerts"] == 1
+
+
+def test_history_in_another_time_unit_is_converted(package):
+    history(package, [v / 1000 for v in NOISY], unit="s")
+    assert newest(package, 100.4)["alerts"] == 0
