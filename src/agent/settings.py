@@ -72,7 +72,7 @@ class Settings(BaseSettings):
 
     # Housekeeping (issue 7): session pruning, API-key expiry, retention windows.
     prune_extra_tables: tuple[PruneTarget, ...] = ()
-    prune_batch_size: int = Field(default=5000, ge=10, le=100_000)
+    prune_batch_size: int = Field(default=50_000, ge=10, le=100_000)
     prune_statement_target_ms: float = Field(default=100.0, gt=0)
     health_history_retention_days: int = Field(default=30, ge=1)
     benchmarks_retention_days: int | None = Field(default=None, ge=1)

@@ -10,7 +10,9 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from psycopg.errors import LockNotAvailable
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from agent.housekeeping import PruneTarget
@@ -71,12 +73,34 @@ def _names(session: Session, resolved: Resolved) -> dict[str, str]:
     }
 
 
-# The rows are locked in the scan with SKIP LOCKED, so a session being read for update by a
-# login is left for the next run instead of waited for; the expiry is checked again on the row
-# version actually deleted, so a session extended meanwhile is never deleted. The locked rows
-# are deleted by ctid (a TID scan): they cannot move while this statement holds their lock,
-# and a join on the key would let the planner hash the whole table for every batch.
-_DELETE_BATCH = """
+# A batch deletes one range of the expiry index, [floor, bound), where bound is the expiry
+# `limit` rows on (an index-only scan, evaluated once), so a batch never exceeds `limit`.
+# Each row is written once, and the planner can visit the heap in physical order, where
+# locking rows first writes them twice. The expiry is checked again on the row version
+# deleted, so a session extended meanwhile is never deleted. With fewer than `limit` rows
+# left the bound is infinity (returned as NULL) and the range takes them all.
+_DELETE_RANGE = """
+    WITH bound AS (
+        SELECT COALESCE((
+            SELECT {col} FROM {table}
+            WHERE {col} >= CAST(:floor AS {type})
+              AND {col} < now() - make_interval(secs => :grace_s)
+            ORDER BY {col} OFFSET :limit - 1 LIMIT 1
+        ), CAST('infinity' AS {type})) AS expiry
+    ), gone AS (
+        DELETE FROM {table}
+        WHERE {col} >= CAST(:floor AS {type})
+          AND {col} < (SELECT expiry FROM bound)
+          AND {col} < now() - make_interval(secs => :grace_s)
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM gone), NULLIF(expiry, 'infinity') FROM bound
+"""
+
+# The fallback: rows locked in the scan with SKIP LOCKED (a locked row is left for the next
+# run), then deleted by ctid (a TID scan): they cannot move while this statement holds their
+# lock, and a join on the key would let the planner hash the whole table for every batch.
+_DELETE_SKIPPING_LOCKED = """
     WITH doomed AS (
         SELECT ctid FROM {table}
         WHERE {col} < now() - make_interval(secs => :grace_s)
@@ -93,19 +117,43 @@ _DELETE_BATCH = """
     SELECT count(*), max(expiry) FROM gone
 """
 
+# A login holding a row lock in the range makes the range delete give up quickly instead of
+# waiting; so do `limit` rows sharing one expiry (an empty range). Either way that batch
+# runs as _DELETE_SKIPPING_LOCKED.
+LOCK_TIMEOUT_MS = 50
+
 
 def delete_expired(
     session: Session, resolved: Resolved, limit: int, floor: Any = "-infinity"
 ) -> tuple[int, Any]:
     """Delete up to `limit` expired rows whose expiry is at least `floor`, oldest first.
 
-    Returns how many went and the latest expiry among them: the next batch's `floor`, so
-    that a run walks the expiry index forward instead of rescanning the dead rows it left.
+    Returns how many went and where the next batch starts (its `floor`), so that a run walks
+    the expiry index forward instead of rescanning the dead rows it left.
     """
-    sql = text(_DELETE_BATCH.format(**_names(session, resolved)))
+    names = _names(session, resolved)
     params = {"grace_s": resolved.target.grace_s, "floor": floor, "limit": limit}
-    deleted, latest = session.execute(sql, params).one()
-    return deleted, latest
+    deleted = _delete_range(session, names, params)
+    if deleted is not None:
+        return deleted
+    session.execute(text("SET LOCAL lock_timeout = DEFAULT"))
+    return tuple(session.execute(text(_DELETE_SKIPPING_LOCKED.format(**names)), params).one())
+
+
+def _delete_range(
+    session: Session, names: dict[str, str], params: dict[str, Any]
+) -> tuple[int, Any] | None:
+    """The range delete's (count, bound), or None where it cannot make progress."""
+    session.execute(text(f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}"))
+    try:
+        with session.begin_nested():
+            deleted, bound = session.execute(text(_DELETE_RANGE.format(**names)), params).one()
+    except OperationalError as error:
+        if not isinstance(error.orig, LockNotAvailable):
+            raise
+        return None
+    tied = deleted == 0 and bound is not None
+    return None if tied else (deleted, bound)
 
 
 def count_expired(session: Session, resolved: Resolved) -> int:
