@@ -13,7 +13,7 @@ from celery import Celery
 from celery.signals import worker_init, worker_process_init, worker_shutdown
 from kombu import Exchange, Queue
 
-from agent import flower
+from agent import flower, observability
 from agent.probes import sshpool
 from agent.settings import (
     DEFAULT_QUEUE,
@@ -119,6 +119,7 @@ def create_app(settings: Settings | None = None) -> Celery:
 
 
 app = create_app()
+observability.install(app)
 flower.require_auth(sys.argv)
 
 

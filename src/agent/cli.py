@@ -177,6 +177,18 @@ def bench_alerts(package: str | None, limit: int) -> None:
     click.echo(render_alerts(benchmarks.alerts.run(package, limit)))
 
 
+@main.command("worker-alive")
+@click.option("--max-age", "max_age_s", type=float, help="Seconds (AGENT_LIVENESS_MAX_AGE_S).")
+def worker_alive(max_age_s: float | None) -> None:
+    """Exit 0 while the worker on this host consumes, 1 once it stopped (a liveness probe)."""
+    from agent.liveness import verdict
+
+    settings = get_settings()
+    alive, reason = verdict(settings.liveness_path, max_age_s or settings.liveness_max_age_s)
+    click.echo(reason, err=not alive)
+    sys.exit(0 if alive else 1)
+
+
 @main.group()
 def secret() -> None:
     """Make secrets for connection_config and credentials."""

@@ -11,10 +11,10 @@ import datetime as dt
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.concurrency import each
 from agent.damping import HealthState, InstanceStatus, Policy, next_state
 from agent.probes.base import Probe, ProbeResult
 
@@ -119,6 +119,11 @@ def _count(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
+def instance_fields(spec: InstanceSpec) -> dict[str, str]:
+    """The log fields of work on one instance."""
+    return {"instance_id": spec.id}
+
+
 def check_one(spec: InstanceSpec, make_probe: Callable[[InstanceSpec], Probe]) -> Checked:
     """Run the probe for `spec` and damp its result."""
     result = make_probe(spec).run()
@@ -146,11 +151,9 @@ def check_all(
             time.sleep(wait_s)
         return check_one(specs[index], make_probe)
 
-    if not specs:
-        return []
-    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(specs)))) as pool:
-        done = dict(zip(order, pool.map(delayed, order), strict=True))
-    return [done[index] for index in range(len(specs))]
+    done = each(delayed, order, concurrency, lambda index: instance_fields(specs[index]))
+    by_index = dict(zip(order, done, strict=True))
+    return [by_index[index] for index in range(len(specs))]
 
 
 @dataclass(frozen=True)

@@ -100,12 +100,25 @@ class Settings(BaseSettings):
     plugins_failures_before_error: int = Field(default=3, ge=1)
     plugins_successes_before_active: int = Field(default=2, ge=1)
 
+    # Observability (issue 9): metrics port, log format, the worker's liveness heartbeat.
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_address: str = "0.0.0.0"  # noqa: S104  (Prometheus scrapes from another host)
+    log_format: Literal["text", "json"] = "text"
+    liveness_file: Path | None = None
+    liveness_interval_s: float = Field(default=10.0, gt=0)
+    liveness_max_age_s: float = Field(default=60.0, gt=0)
+
     @model_validator(mode="after")
     def _limits_fit_visibility(self) -> Settings:
         check_time_limits(
             self.task_soft_time_limit_s, self.task_time_limit_s, self.visibility_timeout_s
         )
         return self
+
+    @property
+    def liveness_path(self) -> Path:
+        """The worker's heartbeat file: AGENT_LIVENESS_FILE, else in the data directory."""
+        return self.liveness_file or self.data_dir / "worker.alive"
 
     @property
     def sqlalchemy_url(self) -> str:

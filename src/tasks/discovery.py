@@ -16,13 +16,13 @@ import logging
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from agent.celery import app
+from agent.concurrency import each
 from agent.damping import Policy
 from agent.discovery import MODULES, Discoverer, Discovery, discoverer_for
-from agent.health import InstanceSpec, zone_of
+from agent.health import InstanceSpec, instance_fields, zone_of
 from agent.known_hosts import MemoryKnownHosts
 from agent.plugins_match import PluginRule, plugin_for, rules_from
 from agent.settings import Settings, get_settings
@@ -149,10 +149,8 @@ def discover_all(
     specs: Sequence[InstanceSpec], make: Callable[[InstanceSpec], Discoverer], concurrency: int
 ) -> list[Discovered]:
     """Discover every instance, at most `concurrency` at once; no transaction is open."""
-    if not specs:
-        return []
-    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(specs)))) as pool:
-        return list(zip(specs, pool.map(lambda spec: make(spec).run(), specs), strict=True))
+    found = each(lambda spec: make(spec).run(), specs, concurrency, instance_fields)
+    return list(zip(specs, found, strict=True))
 
 
 def reconcile_one(

@@ -20,6 +20,7 @@ from agent.damping import Policy
 from agent.health import Checked, InstanceSpec, check_all, policy_for, queue_for, state_from
 from agent.known_hosts import MemoryKnownHosts, host_entry
 from agent.probes import probe_for
+from agent.probes.base import ProbeResult
 from agent.settings import Settings, get_settings
 from models import queries, store
 from models.agent import instance_lease
@@ -223,9 +224,16 @@ def learned_keys(
 
 
 def tally(checked: Sequence[Checked]) -> dict[str, Any]:
-    """Counts for the task result: checked, by status, and how many changed status."""
+    """Counts for the task result: checked, by status, how many changed, and each raw check."""
     return {
         "checked": len(checked),
         "by_status": dict(Counter(c.state.status.value for c in checked)),
         "changed": sum(c.changed for c in checked),
+        "checks": [check_outcome(c.result) for c in checked],
     }
+
+
+def check_outcome(result: ProbeResult) -> dict[str, Any]:
+    """What the metrics need of one check: kind, verdict, why, and how long it took."""
+    check = result.as_dict()
+    return {name: check[name] for name in ("kind", "status", "error_class", "latency_ms")}

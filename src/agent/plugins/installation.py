@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
+from agent.concurrency import each
 from agent.credentials import SecretResolver
 from agent.damping import Policy
 from agent.plugins.auth import Authenticated, TokenCache, authenticate, shared_tokens
@@ -183,12 +183,12 @@ def check_installations(
     concurrency: int,
 ) -> list[PluginChecked]:
     """Check every installation, at most `concurrency` at once, hosts taken in turn."""
-    if not specs:
-        return []
-    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(specs)))) as pool:
-        return list(
-            pool.map(lambda spec: check_installation(spec, make_probe), by_host_in_turn(specs))
-        )
+    return each(
+        lambda spec: check_installation(spec, make_probe),
+        by_host_in_turn(specs),
+        concurrency,
+        lambda spec: {"installation_id": spec.id},
+    )
 
 
 def by_host_in_turn(specs: Sequence[InstallationSpec]) -> list[InstallationSpec]:

@@ -16,7 +16,6 @@ import importlib.metadata
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +28,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp.types import Implementation
 
+from agent.concurrency import each
 from agent.credentials import SecretResolver
 from agent.damping import Policy
 from agent.plugins.outcome import PluginChecked, Prior, conclude
@@ -249,7 +249,9 @@ def check_mcp_servers(
     specs: Sequence[McpSpec], make_probe: Callable[[McpSpec], McpProbe], concurrency: int
 ) -> list[PluginChecked]:
     """Check every server, at most `concurrency` at once (each in its own event loop)."""
-    if not specs:
-        return []
-    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(specs)))) as pool:
-        return list(pool.map(lambda spec: check_mcp_server(spec, make_probe), specs))
+    return each(
+        lambda spec: check_mcp_server(spec, make_probe),
+        specs,
+        concurrency,
+        lambda spec: {"mcp_server_id": spec.id},
+    )

@@ -141,12 +141,14 @@ _SECRET_ASSIGNMENT = re.compile(
 )
 
 
-def scrub(message: str, secrets: Iterable[str] = ()) -> str:
+def scrub(
+    message: str, secrets: Iterable[str] = (), max_chars: int | None = MAX_MESSAGE_CHARS
+) -> str:
     """Remove known secrets and anything that looks like `password=...` from a message."""
     for secret in sorted((s for s in secrets if s), key=len, reverse=True):
         message = message.replace(secret, SCRUBBED)
     message = _SECRET_ASSIGNMENT.sub(lambda m: f"{m[1]}{m[2]}{SCRUBBED}", message)
-    return message[:MAX_MESSAGE_CHARS]
+    return message[:max_chars]
 
 
 class Probe(ABC):
