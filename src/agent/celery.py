@@ -85,6 +85,8 @@ def celery_config(settings: Settings) -> dict[str, object]:
         "timezone": "UTC",
         "enable_utc": True,
         "beat_schedule": beat_entries(settings),
+        # Any number of beats may run; only the holder of the leader lease dispatches.
+        "beat_scheduler": "agent.beat:LeaderScheduler",
     }
 
 

@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     plugins_failures_before_error: int = Field(default=3, ge=1)
     plugins_successes_before_active: int = Field(default=2, ge=1)
 
+    # Highly available beat (issue 9): the leader lease that lets only one beat dispatch.
+    beat_lease_ttl_s: float = Field(default=30.0, ge=3, le=3600)
+
     # Observability (issue 9): metrics port, log format, the worker's liveness heartbeat.
     metrics_port: int = Field(default=0, ge=0, le=65535)
     metrics_address: str = "0.0.0.0"  # noqa: S104  (Prometheus scrapes from another host)

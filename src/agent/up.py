@@ -105,10 +105,10 @@ def commands(settings: Settings) -> dict[str, list[str]]:
     """The worker, beat and Flower command lines (secrets travel in the environment)."""
     celery = [sys.executable, "-m", "celery", "-A", "agent"]
     level = ["--loglevel", settings.log_level]
-    schedule = str(settings.data_dir / "celerybeat-schedule")
     return {
         "worker": [*celery, "worker", *level, "--hostname", "agent@%h"],
-        "beat": [*celery, "beat", *level, "--schedule", schedule],
+        # Beat keeps its schedule in the database (agent.beat), so it needs no schedule file.
+        "beat": [*celery, "beat", *level],
         "flower": [
             *celery,
             "flower",

@@ -15,7 +15,8 @@ class AgentLease(Base):
     """A named lease: whoever holds an unexpired one does that piece of work, nobody else.
 
     Health sweeps take `health.sweep`, each check takes `health.instance.<id>`, so a sweep
-    never overlaps the previous one and no instance is checked twice at once. A holder that
+    never overlaps the previous one and no instance is checked twice at once; beat's leader
+    holds `beat.leader`, and each periodic run `beat.run.<entry>` (`agent.beat`). A holder that
     dies loses its lease when it expires; its redelivered task (same holder) takes it back.
     """
 

@@ -330,3 +330,9 @@ def mcp_tools(
     if not include_removed:
         query = query.where(McpTool.status == "active")
     return session.scalars(query).all()
+
+
+def lease_expiries(session: Session, names: Sequence[str]) -> dict[str, dt.datetime]:
+    """When each of the leases among `names` that exist expires (or expired)."""
+    query = select(AgentLease.name, AgentLease.expires_at).where(AgentLease.name.in_(names))
+    return {name: expires_at for name, expires_at in session.execute(query)}
