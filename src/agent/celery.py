@@ -115,7 +115,7 @@ def check_task_limits(app: Celery) -> None:
 
 def create_app(settings: Settings | None = None) -> Celery:
     """A configured Celery app for `settings` (the environment's by default)."""
-    celery_app = Celery("agent", include=TASK_MODULES)
+    celery_app = Celery("agent", include=TASK_MODULES, task_cls="tasks.common:AgentTask")
     celery_app.config_from_object(celery_config(settings or get_settings()))
     return celery_app
 

@@ -177,6 +177,49 @@ def bench_alerts(package: str | None, limit: int) -> None:
     click.echo(render_alerts(benchmarks.alerts.run(package, limit)))
 
 
+@main.command()
+@click.argument("task")
+@click.option("-a", "--arg", "pairs", multiple=True, metavar="NAME=VALUE", help="An argument.")
+@click.option("--wait", is_flag=True, help="Wait for the result, with a progress bar.")
+@click.option("--timeout", "timeout_s", default=600.0, show_default=True, help="Seconds.")
+def send(task: str, pairs: tuple[str, ...], wait: bool, timeout_s: float) -> None:
+    """Send TASK through the broker (VALUEs are JSON or text); print its id, or its result."""
+    import json
+
+    from agent import watch
+
+    client = watch.broker_client()
+    try:
+        result = client.send(task, **watch.arguments(pairs))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if not wait:
+        click.echo(result.id)
+        return
+    terminal = sys.stderr.isatty()
+    show = watch.printer(lambda line, nl: click.echo(line, nl=nl, err=True), terminal)
+    try:
+        value = watch.follow(client, result, timeout_s, show)
+    except TimeoutError as exc:
+        click.echo(f"\ninfra-agent: {exc}", err=True)
+        sys.exit(1)
+    finally:
+        click.echo("\r" if terminal else "", nl=terminal, err=True)
+    click.echo(json.dumps(value, indent=2))
+
+
+@main.command()
+@click.argument("directory", default="docs/schemas", type=click.Path(file_okay=False))
+def schemas(directory: str) -> None:
+    """Write the JSON Schemas of every task's arguments, result and progress to DIRECTORY."""
+    from pathlib import Path
+
+    from agent.schemas import write
+
+    for path in write(Path(directory)):
+        click.echo(path)
+
+
 @main.command("worker-alive")
 @click.option("--max-age", "max_age_s", type=float, help="Seconds (AGENT_LIVENESS_MAX_AGE_S).")
 def worker_alive(max_age_s: float | None) -> None:

@@ -135,11 +135,13 @@ def check_all(
     make_probe: Callable[[InstanceSpec], Probe],
     concurrency: int,
     jitter_s: float = 0.0,
+    done: Callable[[], None] = lambda: None,
 ) -> list[Checked]:
     """Check every instance, at most `concurrency` at once, each start delayed by up to jitter.
 
     Start times are drawn up front and handed out in order, so a thread waits only until its
     next start is due: jitter spreads a batch over `jitter_s` instead of adding its sleeps.
+    `done()` is called after each check, from the thread that made it.
     """
     origin = time.monotonic()
     starts = [random.uniform(0, jitter_s) for _ in specs]  # noqa: S311  (load spreading)
@@ -149,7 +151,9 @@ def check_all(
         wait_s = origin + starts[index] - time.monotonic()
         if wait_s > 0:
             time.sleep(wait_s)
-        return check_one(specs[index], make_probe)
+        checked = check_one(specs[index], make_probe)
+        done()
+        return checked
 
     done = each(delayed, order, concurrency, lambda index: instance_fields(specs[index]))
     by_index = dict(zip(order, done, strict=True))

@@ -19,19 +19,20 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from agent import contract
 from agent.benchmarks import content_sha256, run_id_for
 from agent.benchmarks.batches import Tally, batches, prefetch
 from agent.benchmarks.formats import FORMATS, FormatError, read
 from agent.benchmarks.regression import Threshold, Verdict, judge
 from agent.benchmarks.units import converter, direction_of
-from agent.benchmarks.validation import Validator
+from agent.benchmarks.validation import MAX_LENGTH, Validator, storable
 from agent.celery import app
 from agent.settings import Settings, get_settings
 from models import queries
 from models.benchmarks import BenchmarkAlert
 from models.session import session_scope
 from models.store import benchmarks as bench_store
-from tasks.common import RETRY_ON_INFRASTRUCTURE, TaskInputError
+from tasks.common import RETRY_ON_INFRASTRUCTURE, TaskInputError, as_text, progress_of
 
 DEFAULT_KEYS = frozenset({"package", "version", "branch", "commit", "testbed", "run_id"})
 SERIES_PER_QUERY = 1000
@@ -41,42 +42,52 @@ Progress = Callable[[int], None]
 SeriesKey = tuple[str, str, str, str | None, str]
 
 
-@app.task(name="agent.benchmarks.ingest", **RETRY_ON_INFRASTRUCTURE)
+@app.task(name="agent.benchmarks.ingest", bind=True, **RETRY_ON_INFRASTRUCTURE)
 def ingest(
-    payload: Any, format: str | None = None, defaults: dict[str, Any] | None = None
-) -> dict[str, Any]:
+    self: Any, payload: Any, format: str | None = None, defaults: dict[str, Any] | None = None
+) -> contract.Ingested | contract.Rejected:
     """Ingest one run sent inline: JSON or CSV text, or a JSON document; counts and reasons."""
     settings = get_settings()
     data = payload_bytes(payload, settings.benchmarks_max_payload_bytes)
-    return ingest_stream(
-        settings, io.BytesIO(data), as_format(format), as_defaults(defaults), "payload"
-    )
+    fmt, given = as_format(format), as_defaults(defaults)
+    progress = bytes_read(self, len(data))
+    return ingest_stream(settings, io.BytesIO(data), fmt, given, "payload", progress)
 
 
-@app.task(name="agent.benchmarks.ingest_file", **RETRY_ON_INFRASTRUCTURE)
+@app.task(name="agent.benchmarks.ingest_file", bind=True, **RETRY_ON_INFRASTRUCTURE)
 def ingest_file(
-    path: str, format: str | None = None, defaults: dict[str, Any] | None = None
-) -> dict[str, Any]:
+    self: Any, path: str, format: str | None = None, defaults: dict[str, Any] | None = None
+) -> contract.Ingested | contract.Rejected:
     """Ingest one run from a file under AGENT_BENCHMARKS_FILE_ROOT; counts and reasons."""
     settings = get_settings()
     target = readable_path(settings, path)
+    fmt, given = as_format(format), as_defaults(defaults)
+    progress = bytes_read(self, target.stat().st_size)
     with target.open("rb") as stream:
-        return ingest_stream(settings, stream, as_format(format), as_defaults(defaults), path)
+        return ingest_stream(settings, stream, fmt, given, path, progress)
 
 
 @app.task(name="agent.benchmarks.alerts", **RETRY_ON_INFRASTRUCTURE)
-def alerts(package: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+def alerts(package: str | None = None, limit: int = 100) -> list[contract.Alert]:
     """Open regression alerts, newest first, of one package or all."""
-    if not isinstance(limit, int) or not 1 <= limit <= 10_000:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
         raise TaskInputError("limit must be an integer from 1 to 10000")
+    if package is not None:
+        package = as_text(package, "package", MAX_LENGTH["package"])
     with session_scope() as session:
         return [alert_summary(a) for a in queries.open_alerts(session, limit, package)]
+
+
+def bytes_read(task: Any, size: int) -> Progress:
+    """A callback for `ingest_stream` that reports the bytes read so far as PROGRESS."""
+    report = progress_of(task)
+    return lambda at: report({"done": at, "total": size, "unit": "bytes"})
 
 
 def payload_bytes(payload: Any, limit: int) -> bytes:
     """The payload as bytes (a decoded JSON document is encoded again), within `limit`."""
     if isinstance(payload, str):
-        data = payload.encode()
+        data = as_text(payload, "payload").encode()
     elif isinstance(payload, dict | list):
         data = json.dumps(payload, allow_nan=True).encode()
     else:
@@ -102,18 +113,19 @@ def as_defaults(defaults: Any) -> dict[str, Any]:
         return {}
     if not isinstance(defaults, dict) or not set(defaults) <= DEFAULT_KEYS:
         raise TaskInputError(f"defaults must be an object with keys among {sorted(DEFAULT_KEYS)}")
-    if not all(isinstance(v, str) for v in defaults.values()):
-        raise TaskInputError("defaults must map to strings")
-    return dict(defaults)
+    return {k: as_text(v, f"defaults.{k}", MAX_LENGTH[k]) for k, v in defaults.items()}
 
 
 def readable_path(settings: Settings, path: Any) -> Path:
     """`path` resolved inside the file root; other paths are refused, never read."""
-    if not isinstance(path, str) or not path:
-        raise TaskInputError("path must be a non-empty string")
+    path = as_text(path, "path", 4096)
     root = (settings.benchmarks_file_root or settings.data_dir / "benchmarks").resolve()
-    target = (root / path).resolve()
-    if not target.is_relative_to(root) or not target.is_file():
+    try:
+        target = (root / path).resolve()
+        inside = target.is_relative_to(root) and target.is_file()
+    except OSError:  # a name too long for the file system, a loop of links
+        inside = False
+    if not path or not inside:
         raise TaskInputError("path must name a file inside AGENT_BENCHMARKS_FILE_ROOT")
     return target
 
@@ -164,6 +176,7 @@ def store_run(
     bench_store.prepare(session)
     merged = {**defaults, **parsed.context}
     merged.setdefault("run_id", run_id_for(sha))
+    run_id = storable(merged["run_id"], "run_id")  # the payload's own may be anything
     validator = Validator(merged, parsed.format, latest_allowed(settings))
     tally, touched, valid = Tally(), {}, 0
     for batch in prefetch(batches(parsed.rows, validator, tally, settings.benchmarks_batch_rows)):
@@ -172,7 +185,7 @@ def store_run(
             tally.accepted += series.points
             touched[series.key] = max(series.latest, touched.get(series.key, series.latest))
         if not seen:
-            bench_store.quarantine(session, ingest_id, merged["run_id"], batch.rejected)
+            bench_store.quarantine(session, ingest_id, run_id, batch.rejected)
         if progress:
             progress(stream.tell())
     tally.duplicate = valid - tally.accepted

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
+import threading
+import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
+from celery import Task
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
@@ -19,8 +24,32 @@ RETRY_ON_INFRASTRUCTURE: dict[str, Any] = {
 }
 
 
+PROGRESS_EVERY_S = 0.5
+
+Progress = Callable[[dict[str, Any]], None]
+
+
 class TaskInputError(ValueError):
     """Arguments a task refuses; the message says what was expected."""
+
+
+class AgentTask(Task):
+    """The agent's task class: arguments the function does not take are a TaskInputError.
+
+    Tasks arrive by name from other apps, so a missing, extra or misnamed argument is bad
+    input like any other, not a Python TypeError about `self` and positional counts.
+    """
+
+    # Refused input is the caller's mistake: logged in one line, without a traceback.
+    throws = (TaskInputError,)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the task, once its arguments are known to fit its function."""
+        try:
+            inspect.signature(self.run).bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TaskInputError(f"{self.name}: {exc}"[:200]) from None
+        return super().__call__(*args, **kwargs)
 
 
 def as_uuid(value: object, name: str = "instance_id") -> uuid.UUID:
@@ -38,3 +67,53 @@ def as_uuids(values: object, name: str = "instance_ids", limit: int = 10_000) ->
     if not isinstance(values, list) or len(values) > limit:
         raise TaskInputError(f"{name} must be a list of at most {limit} UUID strings")
     return list(dict.fromkeys(as_uuid(value, name) for value in values))
+
+
+def as_text(value: object, name: str, limit: int | None = None) -> str:
+    """`value` as text the database can store (no NUL, valid Unicode, at most `limit` long)."""
+    if not isinstance(value, str) or "\x00" in value:
+        raise TaskInputError(f"{name} must be text, without NUL characters")
+    if limit is not None and len(value) > limit:
+        raise TaskInputError(f"{name} must be at most {limit} characters")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise TaskInputError(f"{name} is not valid Unicode (lone surrogates)") from None
+    return value
+
+
+def progress_of(task: Any) -> Progress:
+    """A callback that sets the task's state to PROGRESS with a meta, at most every half second.
+
+    The task id is read now: the callback may be called from a batch's threads, which do not
+    see the task's request.
+    """
+    task_id, lock, last = task.request.id, threading.Lock(), [0.0]
+
+    def report(meta: dict[str, Any]) -> None:
+        with lock:
+            now = time.monotonic()
+            if not task_id or now - last[0] < PROGRESS_EVERY_S:
+                return
+            last[0] = now
+        task.update_state(task_id=task_id, state="PROGRESS", meta=meta)
+
+    return report
+
+
+def quietly(_: dict[str, Any]) -> None:
+    """A progress callback for callers that do not watch progress."""
+
+
+def counter(report: Progress, total: int, unit: str) -> Callable[[], None]:
+    """A thread-safe callback to call once per item done; reports `done` of `total` `unit`s."""
+    done, lock = [0], threading.Lock()
+    report({"done": 0, "total": total, "unit": unit})
+
+    def tick() -> None:
+        with lock:
+            done[0] += 1
+            meta = {"done": done[0], "total": total, "unit": unit}
+        report(meta)
+
+    return tick

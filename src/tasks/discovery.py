@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from agent import contract
 from agent.celery import app
 from agent.concurrency import each
 from agent.damping import Policy
@@ -30,7 +31,15 @@ from models import queries, store
 from models.session import session_scope
 from models.store import discovery as discovery_store
 from models.store import health as health_store
-from tasks.common import RETRY_ON_INFRASTRUCTURE, as_uuid, as_uuids
+from tasks.common import (
+    RETRY_ON_INFRASTRUCTURE,
+    Progress,
+    as_uuid,
+    as_uuids,
+    counter,
+    progress_of,
+    quietly,
+)
 from tasks.health import resolver_for, spec_of, ssh_entry, trusted_keys
 
 log = logging.getLogger(__name__)
@@ -43,19 +52,23 @@ Discovered = tuple[InstanceSpec, Discovery]
 
 
 @app.task(name="agent.discovery.sweep", bind=True, **RETRY_ON_INFRASTRUCTURE)
-def sweep(self: Any) -> dict[str, Any]:
-    """Send every discoverable instance to a batch; returns how many and to which queues."""
-    return run_sweep(get_settings(), holder=self.request.id or str(uuid.uuid4()))
+def sweep(self: Any) -> contract.Dispatched | contract.Skipped:
+    """Send every discoverable instance to a batch; how many, to which queues, the batch ids."""
+    holder = self.request.id or str(uuid.uuid4())
+    return run_sweep(get_settings(), holder, progress_of(self))
 
 
 @app.task(name="agent.discovery.discover_batch", bind=True, **RETRY_ON_INFRASTRUCTURE)
-def discover_batch(self: Any, instance_ids: list[str]) -> dict[str, Any]:
+def discover_batch(self: Any, instance_ids: list[str]) -> contract.DiscoveryBatch:
     """Discover a batch of instances concurrently; reconcile each in its own transaction."""
-    return run_batch(get_settings(), as_uuids(instance_ids), holder=self.request.id)
+    ids = as_uuids(instance_ids)
+    return run_batch(get_settings(), ids, holder=self.request.id, progress=progress_of(self))
 
 
 @app.task(name="agent.discovery.discover_instance", bind=True, **RETRY_ON_INFRASTRUCTURE)
-def discover_instance(self: Any, instance_id: str) -> dict[str, Any]:
+def discover_instance(
+    self: Any, instance_id: str
+) -> contract.DiscoverySummary | contract.NotDiscovered:
     """Discover one instance now; counts new, updated, missing and matched services."""
     return discover_now(get_settings(), as_uuid(instance_id), holder=self.request.id)
 
@@ -71,7 +84,7 @@ def queue_for(tags: Sequence[str]) -> str:
     return f"{QUEUE}.{zone}" if zone else QUEUE
 
 
-def run_sweep(settings: Settings, holder: str) -> dict[str, Any]:
+def run_sweep(settings: Settings, holder: str, progress: Progress = quietly) -> dict[str, Any]:
     """Lease the instances to batches (one transaction), then send the batches."""
     ttl_s = settings.discovery_interval_s + settings.task_time_limit_s
     with session_scope() as session:
@@ -83,6 +96,7 @@ def run_sweep(settings: Settings, holder: str) -> dict[str, Any]:
             session, _now(), sorted(MODULES), INSTANCE_LEASE, settings.discovery_max_per_sweep
         )
         batches = lease_batches(session, rows, settings.discovery_batch_size, ttl_s)
+    sent = counter(progress, len(batches), "batches")
     for task_id, queue, ids in batches:
         discover_batch.apply_async(
             args=[[str(i) for i in ids]],
@@ -90,10 +104,12 @@ def run_sweep(settings: Settings, holder: str) -> dict[str, Any]:
             task_id=task_id,
             expires=settings.discovery_interval_s,
         )
+        sent()
     return {
         "dispatched": sum(len(ids) for _, _, ids in batches),
         "batches": len(batches),
         "queues": dict(Counter(queue for _, queue, _ in batches)),
+        "batch_ids": [task_id for task_id, _, _ in batches],
     }
 
 
@@ -146,10 +162,19 @@ def discoverer(settings: Settings, known: MemoryKnownHosts) -> Callable[[Instanc
 
 
 def discover_all(
-    specs: Sequence[InstanceSpec], make: Callable[[InstanceSpec], Discoverer], concurrency: int
+    specs: Sequence[InstanceSpec],
+    make: Callable[[InstanceSpec], Discoverer],
+    concurrency: int,
+    done: Callable[[], None] = lambda: None,
 ) -> list[Discovered]:
     """Discover every instance, at most `concurrency` at once; no transaction is open."""
-    found = each(lambda spec: make(spec).run(), specs, concurrency, instance_fields)
+
+    def discover(spec: InstanceSpec) -> Discovery:
+        found = make(spec).run()
+        done()
+        return found
+
+    found = each(discover, specs, concurrency, instance_fields)
     return list(zip(specs, found, strict=True))
 
 
@@ -194,11 +219,18 @@ def summary(
     }
 
 
-def run_batch(settings: Settings, ids: Sequence[uuid.UUID], holder: str) -> dict[str, Any]:
+def run_batch(
+    settings: Settings, ids: Sequence[uuid.UUID], holder: str, progress: Progress = quietly
+) -> dict[str, Any]:
     """Discover the instances of `ids` this holder can lease, and reconcile each."""
     with session_scope() as session:
         specs, known, rules = take(session, ids, holder, settings)
-    found = discover_all(specs, discoverer(settings, known), settings.discovery_concurrency)
+    found = discover_all(
+        specs,
+        discoverer(settings, known),
+        settings.discovery_concurrency,
+        done=counter(progress, len(specs), "instances"),
+    )
     done = [reconcile_one(item, rules, known, holder) for item in found]
     totals = Counter()
     for item in done:

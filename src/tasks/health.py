@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from agent import contract
 from agent.celery import app
 from agent.credentials import SecretResolver
 from agent.damping import Policy
@@ -27,31 +28,41 @@ from models.agent import instance_lease
 from models.infrastructure import InfrastructureInstance
 from models.session import session_scope
 from models.store import health as health_store
-from tasks.common import RETRY_ON_INFRASTRUCTURE, as_uuid, as_uuids
+from tasks.common import (
+    RETRY_ON_INFRASTRUCTURE,
+    Progress,
+    as_uuid,
+    as_uuids,
+    counter,
+    progress_of,
+    quietly,
+)
 
 SWEEP_LEASE = "health.sweep"
 SSH_DEFAULT_PORT = 22
 
 
 @app.task(name="agent.health.sweep", bind=True, **RETRY_ON_INFRASTRUCTURE)
-def sweep(self: Any) -> dict[str, Any]:
-    """Send every due instance to a batch; returns how many and to which queues."""
-    return run_sweep(get_settings(), holder=self.request.id or str(uuid.uuid4()))
+def sweep(self: Any) -> contract.Dispatched | contract.Skipped:
+    """Send every due instance to a batch; returns how many, to which queues, the batch ids."""
+    holder = self.request.id or str(uuid.uuid4())
+    return run_sweep(get_settings(), holder, progress_of(self))
 
 
 @app.task(name="agent.health.check_batch", bind=True, **RETRY_ON_INFRASTRUCTURE)
-def check_batch(self: Any, instance_ids: list[str]) -> dict[str, Any]:
+def check_batch(self: Any, instance_ids: list[str]) -> contract.HealthBatch:
     """Check a batch of instances concurrently and write the results together."""
-    return run_batch(get_settings(), as_uuids(instance_ids), holder=self.request.id)
+    ids = as_uuids(instance_ids)
+    return run_batch(get_settings(), ids, holder=self.request.id, progress=progress_of(self))
 
 
 @app.task(name="agent.health.check_instance", bind=True, **RETRY_ON_INFRASTRUCTURE)
-def check_instance(self: Any, instance_id: str) -> dict[str, Any]:
+def check_instance(self: Any, instance_id: str) -> contract.CheckSummary | contract.NotChecked:
     """Check one instance now; a JSON summary without secrets."""
     return check_now(get_settings(), as_uuid(instance_id), holder=self.request.id)
 
 
-def run_sweep(settings: Settings, holder: str) -> dict[str, Any]:
+def run_sweep(settings: Settings, holder: str, progress: Progress = quietly) -> dict[str, Any]:
     """Lease due instances to batches (one transaction), then send the batches."""
     with session_scope() as session:
         if not store.claim_leases(session, [SWEEP_LEASE], holder, settings.health_interval_s * 0.9):
@@ -63,6 +74,7 @@ def run_sweep(settings: Settings, holder: str) -> dict[str, Any]:
             settings.health_max_per_sweep,
         )
         batches = lease_batches(session, due, settings)
+    sent = counter(progress, len(batches), "batches")
     for task_id, queue, ids in batches:
         check_batch.apply_async(
             args=[[str(i) for i in ids]],
@@ -70,10 +82,12 @@ def run_sweep(settings: Settings, holder: str) -> dict[str, Any]:
             task_id=task_id,
             expires=settings.health_interval_s,
         )
+        sent()
     return {
         "dispatched": sum(len(ids) for _, _, ids in batches),
         "batches": len(batches),
         "queues": dict(Counter(queue for _, queue, _ in batches)),
+        "batch_ids": [task_id for task_id, _, _ in batches],
     }
 
 
@@ -97,12 +111,18 @@ def lease_batches(
     return batches
 
 
-def run_batch(settings: Settings, ids: Sequence[uuid.UUID], holder: str) -> dict[str, Any]:
+def run_batch(
+    settings: Settings, ids: Sequence[uuid.UUID], holder: str, progress: Progress = quietly
+) -> dict[str, Any]:
     """Check the instances of `ids` this holder can lease, and write them in one go."""
     with session_scope() as session:
         specs, known = take(session, ids, holder, settings)
     checked = check_all(
-        specs, prober(settings, known), settings.health_concurrency, settings.health_jitter_s
+        specs,
+        prober(settings, known),
+        settings.health_concurrency,
+        settings.health_jitter_s,
+        done=counter(progress, len(specs), "instances"),
     )
     with session_scope() as session:
         write(session, checked, known, holder, ids)

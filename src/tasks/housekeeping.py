@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -25,15 +25,12 @@ from agent.settings import Settings, get_settings
 from models.session import get_engine, session_scope
 from models.store import housekeeping as store
 from models.timeseries import SERIES, drop_older_than, ensure_partitions_ahead
-from tasks.common import RETRY_ON_INFRASTRUCTURE
+from tasks.common import RETRY_ON_INFRASTRUCTURE, Progress, progress_of, quietly
 
 PRUNE_LOCK = "housekeeping.prune"
 RETENTION_LOCK = "housekeeping.retention"
 KEYS_PER_BATCH = 1000
 DDL_LOCK_TIMEOUT_MS = 2000
-PROGRESS_EVERY_S = 0.5
-
-Progress = Callable[[dict[str, Any]], None]
 
 
 @app.task(name="agent.housekeeping.prune_sessions", bind=True, **RETRY_ON_INFRASTRUCTURE)
@@ -52,23 +49,6 @@ def expire_api_keys(self: Any) -> dict[str, Any]:
 def apply_retention(self: Any) -> dict[str, Any]:
     """Create partitions ahead, drop what is past each retention window; what changed."""
     return run_retention(get_settings(), dt.datetime.now(dt.UTC), progress_of(self))
-
-
-def progress_of(task: Any) -> Progress:
-    """A progress callback that sets the task's state to PROGRESS, at most every half second."""
-    last = [0.0]
-
-    def report(meta: dict[str, Any]) -> None:
-        now = time.monotonic()
-        if task.request.id and now - last[0] >= PROGRESS_EVERY_S:
-            task.update_state(state="PROGRESS", meta=meta)
-            last[0] = now
-
-    return report
-
-
-def quietly(_: dict[str, Any]) -> None:
-    """A progress callback for callers that do not watch progress."""
 
 
 def time_budget_s(settings: Settings) -> float:
@@ -127,7 +107,11 @@ def prune_table(
             deleted, latest = store.delete_expired(session, target, sizer.size, floor)
         elapsed = time.monotonic() - started
         tally.add(target.table, deleted, elapsed)
-        progress({"table": target.table, **tally.summary()})
+        done = tally.summary()
+        # `total` of a prune's result counts deletions; in PROGRESS it is the unknown end.
+        progress(
+            {"table": target.table, **done, "done": done["total"], "total": None, "unit": "rows"}
+        )
         if deleted == 0:
             return True
         floor = latest

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from agent import contract
 from agent.celery import app
 from agent.damping import Policy
 from agent.plugins.client import ClientLimits, shared_pool
@@ -32,7 +33,16 @@ from models.mcp import McpServer
 from models.plugins import INSTALLATION, MCP_SERVER, AgentInstallationHealth, plugin_lease
 from models.session import session_scope
 from models.store import plugins as plugin_store
-from tasks.common import RETRY_ON_INFRASTRUCTURE, TaskInputError, as_uuid, as_uuids
+from tasks.common import (
+    RETRY_ON_INFRASTRUCTURE,
+    Progress,
+    TaskInputError,
+    as_uuid,
+    as_uuids,
+    counter,
+    progress_of,
+    quietly,
+)
 from tasks.health import resolver_for
 
 REFRESH_LEASE = "plugins.refresh"
@@ -41,27 +51,32 @@ PLUGIN_TYPES: tuple[PluginType, ...] = (INSTALLATION, MCP_SERVER)
 
 
 @app.task(name="agent.plugins.refresh", bind=True, **RETRY_ON_INFRASTRUCTURE)
-def refresh(self: Any) -> dict[str, Any]:
-    """Send every due installation and MCP server to a batch; returns how many."""
-    return run_refresh(get_settings(), holder=self.request.id or str(uuid.uuid4()))
+def refresh(self: Any) -> contract.RefreshDispatched | contract.Skipped:
+    """Send every due installation and MCP server to a batch; how many, and the batch ids."""
+    holder = self.request.id or str(uuid.uuid4())
+    return run_refresh(get_settings(), holder, progress_of(self))
 
 
 @app.task(name="agent.plugins.check_batch", bind=True, **RETRY_ON_INFRASTRUCTURE)
-def check_batch(self: Any, plugin_type: str, ids: list[str]) -> dict[str, Any]:
+def check_batch(self: Any, plugin_type: str, ids: list[str]) -> contract.PluginBatch:
     """Check a batch of one plugin type concurrently and write the results together."""
     kind = as_plugin_type(plugin_type)
     return run_batch(get_settings(), kind, as_uuids(ids, "ids"), holder=self.request.id)
 
 
 @app.task(name="agent.plugins.check_installation", bind=True, **RETRY_ON_INFRASTRUCTURE)
-def check_installation(self: Any, installation_id: str) -> dict[str, Any]:
+def check_installation(
+    self: Any, installation_id: str
+) -> contract.InstallationSummary | contract.PluginNotChecked:
     """Check one installed service now; a JSON summary without secrets."""
     target = as_uuid(installation_id, "installation_id")
     return check_now(get_settings(), INSTALLATION, target, holder=self.request.id)
 
 
 @app.task(name="agent.plugins.check_mcp_server", bind=True, **RETRY_ON_INFRASTRUCTURE)
-def check_mcp_server(self: Any, server_id: str) -> dict[str, Any]:
+def check_mcp_server(
+    self: Any, server_id: str
+) -> contract.McpServerSummary | contract.PluginNotChecked:
     """Check one MCP server now and refresh its tools; a JSON summary."""
     target = as_uuid(server_id, "server_id")
     return check_now(get_settings(), MCP_SERVER, target, holder=self.request.id)
@@ -74,7 +89,7 @@ def as_plugin_type(value: object) -> PluginType:
     return value  # type: ignore[return-value]
 
 
-def run_refresh(settings: Settings, holder: str) -> dict[str, Any]:
+def run_refresh(settings: Settings, holder: str, progress: Progress = quietly) -> dict[str, Any]:
     """Lease due plugins to batches (one transaction), then send the batches."""
     now = dt.datetime.now(dt.UTC)
     interval, limit = settings.plugins_interval_s, settings.plugins_max_per_refresh
@@ -88,15 +103,18 @@ def run_refresh(settings: Settings, holder: str) -> dict[str, Any]:
         batches = [
             b for kind, ids in due.items() for b in lease_batches(session, kind, ids, settings)
         ]
+    sent = counter(progress, len(batches), "batches")
     for task_id, kind, ids in batches:
         check_batch.apply_async(
             args=[kind, [str(i) for i in ids]], task_id=task_id, expires=interval
         )
+        sent()
     counts = Counter(kind for _, kind, _ in batches)
     return {
         "dispatched": sum(len(ids) for _, _, ids in batches),
         "batches": dict(counts),
         "by_type": {kind: sum(len(i) for _, k, i in batches if k == kind) for kind in counts},
+        "batch_ids": [task_id for task_id, _, _ in batches],
     }
 
 

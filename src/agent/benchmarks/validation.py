@@ -125,6 +125,14 @@ def _text(raw: Any, name: str, required: bool = True) -> str | None:
     return text
 
 
+def storable(raw: Any, name: str) -> str | None:
+    """`raw` as text for the column `name`, or None when it could not be stored."""
+    try:
+        return _text(raw, name, required=False)
+    except Invalid:
+        return None
+
+
 def _encodable(text: str) -> bool:
     try:
         text.encode()
@@ -189,6 +197,8 @@ def _parameters(raw: Any) -> str | None:
             raw = json.loads(raw)
         except ValueError:
             raise Invalid("parameters are not JSON") from None
+        except RecursionError:  # a CSV cell is not depth-checked like a JSON payload
+            raise Invalid("parameters are nested too deeply") from None
     if not isinstance(raw, dict):
         raise Invalid("parameters must be a JSON object")
     try:

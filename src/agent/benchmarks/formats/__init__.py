@@ -18,6 +18,8 @@ from typing import IO, Any, NamedTuple
 import ijson
 
 HEAD_BYTES = 65536
+MAX_DEPTH = 64
+DEPTH_CHUNK_BYTES = 1 << 20
 
 READERS = {
     "pytest-benchmark": "agent.benchmarks.formats.pytest_benchmark",
@@ -29,6 +31,8 @@ FORMATS = tuple(READERS)
 
 _GOOGLE = re.compile(rb'^\{\s*"context"\s*:')
 _PYTEST = re.compile(rb'^\{\s*"(machine_info|commit_info)"\s*:')
+_STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
 
 
 class FormatError(ValueError):
@@ -79,6 +83,8 @@ def read(stream: IO[bytes], format: str | None = None) -> Parsed:
         format = detect(head)
     if format not in READERS:
         raise FormatError(f"unknown format {format!r} (known: {', '.join(FORMATS)})")
+    if format != "csv":
+        check_depth(stream, format)
     try:
         parsed = import_module(READERS[format]).read(stream, format)
     except READ_ERRORS as exc:
@@ -97,6 +103,26 @@ def _guarded(rows: Iterator[Raw], format: str) -> Iterator[Raw]:
         raise
     except READ_ERRORS as exc:
         raise FormatError(f"not valid {format}: {describe(exc)}") from None
+
+
+def check_depth(stream: IO[bytes], format: str) -> None:
+    """FormatError when the JSON in `stream` nests deeper than MAX_DEPTH; rewinds the stream.
+
+    No benchmark format nests deeply, while a hostile payload might: ijson keeps a prefix per
+    open level (200 KB of brackets take gigabytes) and Python's json recurses. One pass with
+    strings cut out (an unclosed one is carried into the next chunk) counts the brackets.
+    """
+    depth, pending = 0, b""
+    while chunk := stream.read(DEPTH_CHUNK_BYTES):
+        structure = _STRINGS.sub(b"", pending + chunk)
+        cut = structure.find(b'"')
+        pending = structure[cut:] if cut >= 0 else b""
+        for byte in structure[: len(structure) - len(pending)].translate(None, _NOT_BRACKETS):
+            depth += 1 if byte in b"[{" else -1
+            if depth > MAX_DEPTH:
+                stream.seek(0)
+                raise FormatError(f"not valid {format}: nested deeper than {MAX_DEPTH} levels")
+    stream.seek(0)
 
 
 def describe(exc: BaseException) -> str:
