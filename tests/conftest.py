@@ -13,6 +13,9 @@ from pathlib import Path
 import psycopg
 import pytest
 from celery import Celery
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+from hypothesis.configuration import set_hypothesis_home_dir
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
@@ -29,6 +32,18 @@ pytest_plugins = [
     "tests.fixtures.discovery",
     "tests.fixtures.plugin_servers",
 ]
+
+# Property tests write nothing into the checkout (no example database, caches under /tmp) and
+# keep to a budget that stays quick on a shared machine, where a deadline would only flake.
+hypothesis_settings.register_profile(
+    "agent",
+    database=None,
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+hypothesis_settings.load_profile("agent")
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "infra-agent-hypothesis")
 
 
 SERVER_URL = os.environ.get("AGENT_TEST_DATABASE_URL")

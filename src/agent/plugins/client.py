@@ -10,6 +10,7 @@ environment are ignored. After a fork the child builds its own client.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -22,6 +23,10 @@ import httpx
 from agent.probes.base import ErrorClass, ProbeError
 
 USER_AGENT = "infra-agent"
+
+# httpx logs every request's full URL at INFO, and an API key may travel in the query string
+# (`api_auth_config.location: query`): the worker's log must not carry it.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True)
