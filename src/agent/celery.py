@@ -19,6 +19,7 @@ from agent.settings import (
     DEFAULT_QUEUE,
     JOB_QUEUES,
     QUEUES,
+    ConfigError,
     Settings,
     check_time_limits,
     get_settings,
@@ -38,6 +39,11 @@ def broker_transport_options(settings: Settings) -> dict[str, object]:
     """Socket timeouts, keepalive and the visibility timeout, for broker and results alike."""
     return {
         "visibility_timeout": settings.visibility_timeout_s,
+        # Kombu looks for messages a dead worker left unacknowledged every interval times
+        # throttle seconds (100 s by default); scanning every interval instead bounds the
+        # redelivery after a SIGKILL to the visibility timeout plus a tenth of it (at most 10 s).
+        "unacked_restore_interval": min(10, max(1, settings.visibility_timeout_s // 10)),
+        "unacked_restore_throttle": 1,
         "socket_timeout": settings.broker_socket_timeout_s,
         "socket_connect_timeout": settings.broker_socket_timeout_s,
         "socket_keepalive": True,
@@ -105,10 +111,15 @@ def beat_entries(settings: Settings) -> dict[str, dict[str, object]]:
     return entries
 
 
-def check_task_limits(app: Celery) -> None:
-    """Refuse to start when any task's time limit would outlive the visibility timeout."""
+def check_task_limits(app: Celery, worker: object = None) -> None:
+    """Refuse to start when any task's time limit would outlive the visibility timeout.
+
+    `worker` is the starting WorkController, whose limits may come from `--time-limit`.
+    """
     visibility = app.conf.broker_transport_options.get("visibility_timeout", 3600)
     check_time_limits(app.conf.task_soft_time_limit, app.conf.task_time_limit, visibility)
+    soft, hard = getattr(worker, "soft_time_limit", None), getattr(worker, "time_limit", None)
+    check_time_limits(soft, hard, visibility)
     for task in app.tasks.values():
         check_time_limits(task.soft_time_limit, task.time_limit, visibility)
 
@@ -127,7 +138,11 @@ flower.require_auth(sys.argv)
 
 @worker_init.connect
 def _on_worker_init(sender: object = None, **_: object) -> None:
-    check_task_limits(app)
+    try:
+        check_task_limits(app, sender)
+    except ConfigError as exc:
+        # Celery logs and swallows an Exception from a signal handler; SystemExit stops it.
+        raise SystemExit(f"infra-agent: {exc}") from None
     settings = get_settings()
     sshpool.default_pool.max_size = settings.ssh_pool_size
     sshpool.default_pool.idle_s = settings.ssh_idle_s
