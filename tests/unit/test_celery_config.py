@@ -64,7 +64,7 @@ def test_every_schedule_entry_names_a_registered_task_and_an_interval_setting():
 def test_a_task_whose_time_limit_outlives_the_visibility_timeout_stops_the_worker():
     app = create_app(Settings(visibility_timeout_s=600, task_time_limit_s=500))
 
-    @app.task(name="agent.test.too_long", time_limit=900)
+    @app.task(name="agent.test.too_long", time_limit=900, shared=False)  # this app only
     def too_long() -> None:
         return None
 
