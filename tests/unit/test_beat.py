@@ -10,12 +10,16 @@ from celery.beat import ScheduleEntry
 from celery.schedules import crontab, schedule
 
 from agent.beat import RUN_LEASE, RUN_SHARE, TICKS_PER_TTL, LeaderScheduler, resume_from
-from agent.celery import app
-from agent.settings import get_settings
+from agent.celery import create_app
+from agent.settings import Settings, get_settings
 from models import session as db
 from tests.support import free_port
 
 NOW = dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC)
+
+# An app of this module's own: a scheduler caches the app's result backend, and the worker
+# app of the integration tests must get the backend their fixtures configure.
+app = create_app(Settings())
 
 
 def entry(name: str, every: schedule | crontab) -> ScheduleEntry:
