@@ -33,12 +33,15 @@ from models.store import discovery as discovery_store
 from models.store import health as health_store
 from tasks.common import (
     RETRY_ON_INFRASTRUCTURE,
+    Batch,
     Progress,
     as_uuid,
     as_uuids,
     counter,
+    lease_chunks,
     progress_of,
     quietly,
+    send_batches,
 )
 from tasks.health import resolver_for, spec_of, ssh_entry, trusted_keys
 
@@ -96,39 +99,19 @@ def run_sweep(settings: Settings, holder: str, progress: Progress = quietly) -> 
             session, _now(), sorted(MODULES), INSTANCE_LEASE, settings.discovery_max_per_sweep
         )
         batches = lease_batches(session, rows, settings.discovery_batch_size, ttl_s)
-    sent = counter(progress, len(batches), "batches")
-    for task_id, queue, ids in batches:
-        discover_batch.apply_async(
-            args=[[str(i) for i in ids]],
-            queue=queue,
-            task_id=task_id,
-            expires=settings.discovery_interval_s,
-        )
-        sent()
-    return {
-        "dispatched": sum(len(ids) for _, _, ids in batches),
-        "batches": len(batches),
-        "queues": dict(Counter(queue for _, queue, _ in batches)),
-        "batch_ids": [task_id for task_id, _, _ in batches],
-    }
+    return send_batches(discover_batch, batches, settings.discovery_interval_s, progress)
 
 
-def lease_batches(
-    session: Any, rows: Sequence[Any], size: int, ttl_s: float
-) -> list[tuple[str, str, list[uuid.UUID]]]:
+def lease_batches(session: Any, rows: Sequence[Any], size: int, ttl_s: float) -> list[Batch]:
     """Group rows by queue into batches, each leased to its future task id."""
     groups: dict[str, list[uuid.UUID]] = {}
     for row in rows:
         groups.setdefault(queue_for(row.tags or ()), []).append(row.id)
-    batches = []
-    for queue, ids in groups.items():
-        for start in range(0, len(ids), size):
-            chunk, task_id = ids[start : start + size], str(uuid.uuid4())
-            held = store.claim_leases(session, [instance_lease(i) for i in chunk], task_id, ttl_s)
-            mine = [i for i in chunk if instance_lease(i) in held]
-            if mine:
-                batches.append((task_id, queue, mine))
-    return batches
+    return [
+        (task_id, queue, ids)
+        for queue, group in groups.items()
+        for task_id, ids in lease_chunks(session, group, size, ttl_s, instance_lease)
+    ]
 
 
 def take(

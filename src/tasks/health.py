@@ -30,12 +30,15 @@ from models.session import session_scope
 from models.store import health as health_store
 from tasks.common import (
     RETRY_ON_INFRASTRUCTURE,
+    Batch,
     Progress,
     as_uuid,
     as_uuids,
     counter,
+    lease_chunks,
     progress_of,
     quietly,
+    send_batches,
 )
 
 SWEEP_LEASE = "health.sweep"
@@ -74,41 +77,21 @@ def run_sweep(settings: Settings, holder: str, progress: Progress = quietly) -> 
             settings.health_max_per_sweep,
         )
         batches = lease_batches(session, due, settings)
-    sent = counter(progress, len(batches), "batches")
-    for task_id, queue, ids in batches:
-        check_batch.apply_async(
-            args=[[str(i) for i in ids]],
-            queue=queue,
-            task_id=task_id,
-            expires=settings.health_interval_s,
-        )
-        sent()
-    return {
-        "dispatched": sum(len(ids) for _, _, ids in batches),
-        "batches": len(batches),
-        "queues": dict(Counter(queue for _, queue, _ in batches)),
-        "batch_ids": [task_id for task_id, _, _ in batches],
-    }
+    return send_batches(check_batch, batches, settings.health_interval_s, progress)
 
 
-def lease_batches(
-    session: Any, due: Sequence[Any], settings: Settings
-) -> list[tuple[str, str, list[uuid.UUID]]]:
+def lease_batches(session: Any, due: Sequence[Any], settings: Settings) -> list[Batch]:
     """Group due rows by queue and kind into batches, each leased to its future task id."""
     groups: dict[tuple[str, str | None], list[uuid.UUID]] = {}
     for row in due:
         groups.setdefault((queue_for(row.tags or ()), row.connection_type), []).append(row.id)
     ttl_s = settings.health_interval_s + settings.task_time_limit_s
-    batches = []
-    for (queue, _kind), ids in groups.items():
-        for start in range(0, len(ids), settings.health_batch_size):
-            chunk = ids[start : start + settings.health_batch_size]
-            task_id = str(uuid.uuid4())
-            held = store.claim_leases(session, [instance_lease(i) for i in chunk], task_id, ttl_s)
-            mine = [i for i in chunk if instance_lease(i) in held]
-            if mine:
-                batches.append((task_id, queue, mine))
-    return batches
+    size = settings.health_batch_size
+    return [
+        (task_id, queue, ids)
+        for (queue, _kind), group in groups.items()
+        for task_id, ids in lease_chunks(session, group, size, ttl_s, instance_lease)
+    ]
 
 
 def run_batch(

@@ -13,6 +13,7 @@ import datetime as dt
 import uuid
 from collections import Counter
 from collections.abc import Sequence
+from functools import partial
 from typing import Any, Literal
 
 from agent import contract
@@ -40,6 +41,7 @@ from tasks.common import (
     as_uuid,
     as_uuids,
     counter,
+    lease_chunks,
     progress_of,
     quietly,
 )
@@ -123,15 +125,11 @@ def lease_batches(
 ) -> list[tuple[str, PluginType, list[uuid.UUID]]]:
     """Batches of `ids`, each leased to its future task id."""
     ttl_s = settings.plugins_interval_s + settings.task_time_limit_s
-    batches = []
-    for start in range(0, len(ids), settings.plugins_batch_size):
-        chunk = ids[start : start + settings.plugins_batch_size]
-        task_id = str(uuid.uuid4())
-        held = store.claim_leases(session, [plugin_lease(kind, i) for i in chunk], task_id, ttl_s)
-        mine = [i for i in chunk if plugin_lease(kind, i) in held]
-        if mine:
-            batches.append((task_id, kind, mine))
-    return batches
+    size, lease_of = settings.plugins_batch_size, partial(plugin_lease, kind)
+    return [
+        (task_id, kind, chunk)
+        for task_id, chunk in lease_chunks(session, ids, size, ttl_s, lease_of)
+    ]
 
 
 def run_batch(

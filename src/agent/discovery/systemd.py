@@ -75,18 +75,6 @@ STATUS_OF_ACTIVE = {
 _PID = re.compile(r"pid=(\d+)")
 
 
-def split_sections(text: str) -> dict[str, list[str]]:
-    """The lines of each marked section of the command's output."""
-    sections: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    for line in text.splitlines():
-        if line.startswith(MARK):
-            current = sections.setdefault(line[len(MARK) :].strip(), [])
-        elif current is not None:
-            current.append(line)
-    return sections
-
-
 def parse_units(lines: list[str]) -> list[dict[str, str]]:
     """Units from `list-units`: its JSON, or else its plain table (older systemd)."""
     text = "\n".join(lines).strip()
@@ -189,7 +177,7 @@ def _exit(sections: Mapping[str, list[str]], name: str) -> int | None:
 
 def services_of(text: str, host: str) -> tuple[list[DiscoveredService], str]:
     """The services and the note of the discovery command's whole output."""
-    sections = split_sections(text)
+    sections = ssh.split_sections(text, MARK)
     if "end" not in sections:
         raise ProbeError(ErrorClass.PROTOCOL, "discovery output is incomplete or was cut")
     absent = no_systemd(sections)

@@ -242,13 +242,13 @@ def _left(deadline: float) -> float:
     return left
 
 
-def split_sections(text: str) -> dict[str, list[str]]:
-    """The facts command's output, cut into its marked sections."""
+def split_sections(text: str, mark: str = MARK) -> dict[str, list[str]]:
+    """A fixed command's output, cut into the sections its `mark` lines open."""
     sections: dict[str, list[str]] = {}
     current: list[str] | None = None
     for line in text.splitlines():
-        if line.startswith(MARK):
-            current = sections.setdefault(line[len(MARK) :].strip(), [])
+        if line.startswith(mark):
+            current = sections.setdefault(line[len(mark) :].strip(), [])
         elif current is not None:
             current.append(line)
     return sections
