@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 import subprocess
 import sys
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -19,36 +17,10 @@ import redis
 from sqlalchemy.engine import make_url
 
 from agent.settings import JOB_QUEUES
-from tests.e2e.processes import agent_env, kill_group, start, wait_until
-from tests.support import free_port, missing_component
+from tests.e2e.processes import agent_env, kill_group, start
 
 INTERVAL_S = 5  # the shortest interval the settings allow
 INTERVALS = ("health", "discovery", "plugins", "housekeeping", "retention")
-
-
-@contextmanager
-def private_redis() -> Iterator[str]:
-    """A redis-server of the test's own, so the test may read and flush every key."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        missing_component("redis-server", "redis-server")
-    port = free_port()
-    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        wait_until(lambda: _pings(url), 20, "the private Redis to answer")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-
-
-def _pings(url: str) -> bool:
-    try:
-        return bool(redis.Redis.from_url(url).ping())
-    except redis.ConnectionError:
-        return False
 
 
 def plain_url(database_url: str) -> str:

@@ -20,6 +20,7 @@ import redis
 import beat_schedule
 from agent.beat import TICKS_PER_TTL
 from tests.e2e.processes import wait_until
+from tests.e2e.workers import private_redis
 from tests.faults.beats import (
     INTERVAL_S,
     beat_env,
@@ -28,7 +29,6 @@ from tests.faults.beats import (
     forget_leases,
     gaps,
     leader,
-    private_redis,
     start_beat,
     start_worker,
     stop,
@@ -47,7 +47,7 @@ SCHEDULED_TASKS = {entry["task"] for entry in beat_schedule.SCHEDULE.values()}
 @pytest.fixture
 def broker_url() -> Iterator[str]:
     """A Redis of the test's own: the beats' broker and result backend."""
-    with private_redis() as url:
+    with private_redis() as (url, _):
         yield url
 
 
