@@ -2,11 +2,10 @@ import datetime as dt
 import ipaddress
 import json
 import ssl
-import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from cryptography.x509.oid import NameOID
 from agent.credentials import SecretResolver, generate_key
 from agent.probes import http
 from agent.probes.base import ErrorClass, Status
+from tests.support import serving_http
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 
@@ -53,20 +53,8 @@ class HttpsServer:
     not_after: dt.datetime
 
 
-@contextmanager
 def serving(context: ssl.SSLContext | None = None):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    server.block_on_close = False
-    if context is not None:
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
+    return serving_http(Handler, context)
 
 
 def _name(common_name: str) -> x509.Name:
