@@ -9,12 +9,12 @@ their listening sockets (`discovery.systemd`), `kubernetes` lists workloads and 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from importlib import import_module
 from typing import Any
 
 from agent.credentials import SecretResolver
 from agent.discovery.base import DiscoveredService, Discoverer, Discovery
 from agent.known_hosts import KnownHosts
+from agent.probes import from_instance
 from agent.probes.base import ErrorClass, ProbeError
 
 MODULES = {
@@ -54,12 +54,6 @@ def discoverer_for(
     known_hosts: KnownHosts | None = None,
 ) -> Discoverer:
     """The discoverer for an instance of `connection_type`; SSH trusts `known_hosts`."""
-    name = MODULES.get(connection_type or "")
-    if name is None:
-        return UnsupportedDiscoverer(connection_type)
-    module = import_module(name)
-    if connection_type == "ssh":
-        return module.from_instance(
-            host, port, connection_config, resolver, timeout_s, known_hosts=known_hosts
-        )
-    return module.from_instance(host, port, connection_config, resolver, timeout_s)
+    args = (host, port, connection_config, resolver, timeout_s, known_hosts)
+    made = from_instance(MODULES, connection_type, *args)
+    return made if made is not None else UnsupportedDiscoverer(connection_type)

@@ -47,9 +47,28 @@ def probe_for(
     known_hosts: KnownHosts | None = None,
 ) -> Probe:
     """The probe that checks an instance of `connection_type`; SSH trusts `known_hosts`."""
-    name = MODULES.get(connection_type or "")
+    args = (host, port, connection_config, resolver, timeout_s, known_hosts)
+    made = from_instance(MODULES, connection_type, *args)
+    return made if made is not None else UnsupportedProbe(connection_type)
+
+
+def from_instance(
+    modules: Mapping[str, str],
+    connection_type: str | None,
+    host: str,
+    port: int | None,
+    connection_config: Mapping[str, Any],
+    resolver: SecretResolver,
+    timeout_s: float,
+    known_hosts: KnownHosts | None,
+) -> Any:
+    """What `from_instance` of the module `modules` names for `connection_type` makes.
+
+    None for a type `modules` does not name. Only SSH takes the known host keys.
+    """
+    name = modules.get(connection_type or "")
     if name is None:
-        return UnsupportedProbe(connection_type)
+        return None
     module = import_module(name)
     if connection_type == "ssh":
         return module.from_instance(
