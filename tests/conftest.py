@@ -165,13 +165,31 @@ def celery_app(database_url: str, redis_url: str) -> Celery:
     """The agent's Celery app pointed at the test Redis and database, its queues purged."""
     from agent.celery import app
 
-    # A key prefix of its own, so test runs sharing one Redis never take each other's tasks.
-    options = {**app.conf.broker_transport_options, "global_keyprefix": f"t{uuid.uuid4().hex[:8]}:"}
-    app.conf.update(
-        broker_url=redis_url, result_backend=redis_url, broker_transport_options=options
-    )
+    app.conf.update(broker_config(redis_url))
     app.control.purge()
     return app
+
+
+def broker_config(redis_url: str) -> dict[str, object]:
+    """The agent's broker and backend settings for `redis_url`, with a key prefix of its own.
+
+    The options are the ones the agent derives for that transport (TCP or Unix socket), and
+    the prefix keeps test runs sharing one Redis from taking each other's tasks.
+    """
+    from agent.celery import celery_config
+    from agent.settings import load_settings
+
+    config = celery_config(load_settings(broker_url=redis_url))
+    prefix = {"global_keyprefix": f"t{uuid.uuid4().hex[:8]}:"}
+    keys = ("broker_url", "result_backend", *(k for k in config if k.startswith("redis_")))
+    return {
+        **{key: config[key] for key in keys},
+        "broker_transport_options": {**config["broker_transport_options"], **prefix},
+        "result_backend_transport_options": {
+            **config["result_backend_transport_options"],
+            **prefix,
+        },
+    }
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_init, worker_shutdown
+from celery.signals import beat_init, worker_init, worker_process_init, worker_shutdown
 from kombu import Exchange, Queue
 
 from agent import flower, observability
@@ -35,8 +35,22 @@ TASK_MODULES = [
 ]
 
 
-def broker_transport_options(settings: Settings) -> dict[str, object]:
-    """Socket timeouts, keepalive and the visibility timeout, for broker and results alike."""
+UNIX_SOCKET_SCHEMES = ("redis+socket", "socket", "unix")
+# What the app holds when AGENT_BROKER_URL is unset: an in-process transport that reaches no
+# server, so a missed guard can never publish into whatever listens on localhost:5672.
+UNCONFIGURED_BROKER = "memory://unconfigured"
+
+
+def is_unix_socket(url: str | None) -> bool:
+    """Whether a Redis URL names a Unix socket (`redis+socket:///path`), not a TCP address."""
+    return bool(url) and url.partition("://")[0].lower() in UNIX_SOCKET_SCHEMES
+
+
+def broker_transport_options(settings: Settings, url: str | None = None) -> dict[str, object]:
+    """Socket timeouts, keepalive and the visibility timeout, for broker and results alike.
+
+    TCP keepalive exists only for TCP: redis-py's Unix socket connection refuses the option.
+    """
     return {
         "visibility_timeout": settings.visibility_timeout_s,
         # Kombu looks for messages a dead worker left unacknowledged every interval times
@@ -46,18 +60,39 @@ def broker_transport_options(settings: Settings) -> dict[str, object]:
         "unacked_restore_throttle": 1,
         "socket_timeout": settings.broker_socket_timeout_s,
         "socket_connect_timeout": settings.broker_socket_timeout_s,
-        "socket_keepalive": True,
         "health_check_interval": 25,
         "retry_on_timeout": True,
+        "socket_keepalive": not is_unix_socket(url),
+    }
+
+
+def result_backend(settings: Settings) -> str | None:
+    """AGENT_RESULT_BACKEND, else the broker if it is Redis (a broker that can keep results)."""
+    if settings.result_backend:
+        return settings.result_backend
+    broker = settings.broker_url
+    return broker if broker and broker.partition("://")[0].startswith(("redis", "rediss")) else None
+
+
+def redis_backend_options(settings: Settings, backend: str | None) -> dict[str, object]:
+    """The Redis result backend's socket options, fitted to its transport."""
+    return {
+        "redis_socket_timeout": settings.broker_socket_timeout_s,
+        "redis_socket_connect_timeout": settings.broker_socket_timeout_s,
+        "redis_retry_on_timeout": True,
+        "redis_backend_health_check_interval": 25,
+        # Celery passes it on only when true; a Unix socket connection refuses it.
+        "redis_socket_keepalive": not is_unix_socket(backend),
     }
 
 
 def celery_config(settings: Settings) -> dict[str, object]:
     """The Celery configuration the agent always runs with."""
-    broker = settings.broker_url
+    broker, backend = settings.broker_url, result_backend(settings)
     return {
-        "broker_url": broker,
-        "result_backend": settings.result_backend or broker,
+        # Never Celery's default (amqp://guest@localhost): with no broker, nothing starts.
+        "broker_url": broker or UNCONFIGURED_BROKER,
+        "result_backend": backend,
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
@@ -68,13 +103,9 @@ def celery_config(settings: Settings) -> dict[str, object]:
         "worker_concurrency": settings.worker_concurrency,
         "task_soft_time_limit": settings.task_soft_time_limit_s,
         "task_time_limit": settings.task_time_limit_s,
-        "broker_transport_options": broker_transport_options(settings),
-        "result_backend_transport_options": broker_transport_options(settings),
-        "redis_socket_timeout": settings.broker_socket_timeout_s,
-        "redis_socket_connect_timeout": settings.broker_socket_timeout_s,
-        "redis_socket_keepalive": True,
-        "redis_retry_on_timeout": True,
-        "redis_backend_health_check_interval": 25,
+        "broker_transport_options": broker_transport_options(settings, broker),
+        "result_backend_transport_options": broker_transport_options(settings, backend),
+        **redis_backend_options(settings, backend),
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,
         "broker_heartbeat": 30,
@@ -131,13 +162,30 @@ def create_app(settings: Settings | None = None) -> Celery:
     return celery_app
 
 
+def require_broker(celery_app: Celery) -> None:
+    """Stop a worker, beat or Flower that has no broker, rather than use Celery's default."""
+    if celery_app.conf.broker_url in (None, UNCONFIGURED_BROKER):
+        raise SystemExit(
+            "infra-agent: AGENT_BROKER_URL is not set and no agent runs from the data "
+            "directory; refusing to start (run `infra-agent up` for the embedded default)"
+        )
+
+
 app = create_app()
 observability.install(app)
 flower.require_auth(sys.argv)
+if flower.is_flower_command(sys.argv):
+    require_broker(app)
+
+
+@beat_init.connect
+def _on_beat_init(**_: object) -> None:
+    require_broker(app)
 
 
 @worker_init.connect
 def _on_worker_init(sender: object = None, **_: object) -> None:
+    require_broker(app)
     try:
         check_task_limits(app, sender)
     except ConfigError as exc:

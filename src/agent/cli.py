@@ -10,10 +10,33 @@ import click
 from agent.settings import ConfigError, get_settings, require
 from tasks.common import TaskInputError
 
+# Commands that must not take their servers from a running agent's profile.
+OWN_SERVERS = {"up"}
+
 
 @click.group()
-def main() -> None:
-    """Keep the shared database true about the infrastructure it describes."""
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """Keep the shared database true about the infrastructure it describes.
+
+    With AGENT_DATABASE_URL / AGENT_BROKER_URL unset, commands use the agent that
+    `infra-agent up` runs from the data directory (its profile, see `infra-agent env`).
+    """
+    if ctx.invoked_subcommand not in OWN_SERVERS:
+        use_running_agent()
+
+
+def use_running_agent() -> None:
+    """Fill unset AGENT_* variables from the running agent's profile, and say so."""
+    import os
+
+    from agent import profile
+    from agent.settings import load_settings
+
+    said = profile.fill(os.environ, load_settings().data_dir)
+    if said:
+        get_settings.cache_clear()
+        click.echo(f"infra-agent: {said}", err=True)
 
 
 @main.command()
@@ -188,7 +211,7 @@ def send(task: str, pairs: tuple[str, ...], wait: bool, timeout_s: float) -> Non
 
     from agent import watch
 
-    client = watch.broker_client()
+    client = watch.broker_client(results=wait)
     try:
         result = client.send(task, **watch.arguments(pairs))
     except ValueError as exc:
@@ -206,6 +229,19 @@ def send(task: str, pairs: tuple[str, ...], wait: bool, timeout_s: float) -> Non
     finally:
         click.echo("\r" if terminal else "", nl=terminal, err=True)
     click.echo(json.dumps(value, indent=2))
+
+
+@main.command()
+def env() -> None:
+    """Print `export` lines for the running agent's servers (for celery, Flower and other apps)."""
+    from agent import profile
+    from agent.settings import load_settings
+
+    data_dir = load_settings().data_dir
+    found = profile.live(profile.path_in(data_dir))
+    if found is None:
+        raise ConfigError(f"no agent is running from {data_dir} (start one with `infra-agent up`)")
+    click.echo(profile.exports(found))
 
 
 @main.command()

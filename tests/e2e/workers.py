@@ -20,7 +20,7 @@ from agent.settings import load_settings
 from tests.e2e.processes import agent_env, kill_group, start, wait_until
 from tests.support import free_port, missing_component
 
-QUEUES = "agent,health,discovery,benchmarks,housekeeping,plugins"
+QUEUES = "agent,celery,health,discovery,benchmarks,housekeeping,plugins"
 
 
 @contextmanager

@@ -127,7 +127,8 @@ def test_a_raw_message_pushed_onto_the_redis_list_as_documented_is_run_by_a_work
         .replace("DELIVERY_TAG", str(uuid.uuid4()))
         .replace("INSTANCE_ID", str(instance))
     )
-    broker = redis.Redis.from_url(celery_app.conf.broker_url)
+    # redis-py names the embedded broker's Unix socket `unix://`, kombu `redis+socket://`.
+    broker = redis.Redis.from_url(celery_app.conf.broker_url.replace("redis+socket:", "unix:", 1))
     prefix = celery_app.conf.broker_transport_options["global_keyprefix"]
     broker.lpush(f"{prefix}health", message)
     result_prefix = celery_app.conf.result_backend_transport_options.get("global_keyprefix", "")

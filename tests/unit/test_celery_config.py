@@ -70,3 +70,41 @@ def test_a_task_whose_time_limit_outlives_the_visibility_timeout_stops_the_worke
 
     with pytest.raises(ConfigError, match="visibility timeout"):
         check_task_limits(app)
+
+
+UNIX_BROKER = "redis+socket:///var/lib/infra-agent/redis/redis.sock"
+
+
+def test_a_unix_socket_broker_and_backend_get_no_tcp_keepalive():
+    # redis-py's UnixDomainSocketConnection refuses socket_keepalive: a TypeError on every send.
+    config = celery_config(Settings(broker_url=UNIX_BROKER))
+    assert config["result_backend"] == UNIX_BROKER
+    assert config["broker_transport_options"]["socket_keepalive"] is False
+    assert config["result_backend_transport_options"]["socket_keepalive"] is False
+    assert config["redis_socket_keepalive"] is False
+
+
+def test_a_tcp_backend_keeps_keepalive_beside_a_unix_socket_broker():
+    config = celery_config(
+        Settings(broker_url=UNIX_BROKER, result_backend="redis://127.0.0.1:6379/15")
+    )
+    assert config["result_backend_transport_options"]["socket_keepalive"] is True
+    assert config["redis_socket_keepalive"] is True
+    assert config["broker_transport_options"]["socket_keepalive"] is False
+
+
+def test_without_a_broker_nothing_can_reach_celerys_default_amqp():
+    config = celery_config(Settings())
+    assert not config["broker_url"].startswith("amqp")
+    assert config["result_backend"] is None
+
+
+def test_a_non_redis_broker_gets_no_result_backend_unless_one_is_named():
+    config = celery_config(Settings(broker_url="amqp://guest@127.0.0.1:5672//"))
+    assert config["result_backend"] is None
+
+
+def test_workers_consume_celerys_default_queue_for_plain_send_task(config):
+    queues = {queue.name: queue for queue in config["task_queues"]}
+    assert queues["celery"].routing_key == "celery"
+    assert queues["celery"].exchange.name == "celery"
