@@ -1,17 +1,39 @@
+import re
+
 import httpx
 import psutil
 import psycopg
 import pytest
 
+import beat_schedule
+from agent.settings import Settings
 from tests.e2e.processes import BIN, agent_env, interrupt, kill_group, start, wait_until
 from tests.support import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 
-def run_up(data_dir, port, log):
-    env = agent_env(AGENT_DATA_DIR=str(data_dir), AGENT_FLOWER_PORT=str(port))
+# Every periodic job at its shortest interval, so each one runs within the test.
+EVERY_JOB_SOON = {
+    f"AGENT_{entry['every'].upper()}": str(Settings.model_fields[entry["every"]].metadata[0].ge)
+    for entry in beat_schedule.SCHEDULE.values()
+}
+BROKEN = re.compile(r"Traceback|Couldn.t apply scheduled task|Pool callback raised|ERROR/")
+
+
+def run_up(data_dir, port, log, **env):
+    env = agent_env(AGENT_DATA_DIR=str(data_dir), AGENT_FLOWER_PORT=str(port), **env)
     return start([str(BIN / "infra-agent"), "up"], env, log)
+
+
+def succeeded_in_flower(url, password, task):
+    response = httpx.get(
+        f"{url}/api/tasks",
+        params={"taskname": task, "state": "SUCCESS"},
+        auth=("admin", password),
+        timeout=10,
+    )
+    return response.status_code == 200 and response.json()
 
 
 def workers_seen_by_flower(url, password):
@@ -42,9 +64,9 @@ def read_marker(data_dir):
         return conn.execute("SELECT count(*) FROM up_marker").fetchone()[0]
 
 
-def bring_up(data_dir, tmp_path, name):
+def bring_up(data_dir, tmp_path, name, **env):
     port = free_port()
-    proc = run_up(data_dir, port, tmp_path / f"{name}.log")
+    proc = run_up(data_dir, port, tmp_path / f"{name}.log", **env)
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: httpx.get(url).status_code == 401, 120, "Flower behind auth")
     password = (data_dir / "flower-password").read_text().strip()
@@ -52,20 +74,27 @@ def bring_up(data_dir, tmp_path, name):
     return proc, url, password
 
 
-def test_up_runs_worker_beat_and_flower_on_the_embedded_default_and_stops_cleanly(tmp_path):
+def test_up_runs_every_periodic_job_on_the_embedded_default_and_stops_cleanly(tmp_path):
     data_dir = tmp_path / "data"
-    proc, url, password = bring_up(data_dir, tmp_path, "first")
+    proc, url, password = bring_up(data_dir, tmp_path, "first", **EVERY_JOB_SOON)
     try:
         assert httpx.get(url).status_code == 401
         assert password in (tmp_path / "first.log").read_text()  # the banner tells the operator
+        for entry in beat_schedule.SCHEDULE.values():
+            # Dispatched by beat, consumed by the worker, its result stored and seen by Flower.
+            wait_until(
+                lambda task=entry["task"]: succeeded_in_flower(url, password, task),
+                180,
+                f"a succeeded {entry['task']}",
+            )
         write_marker(data_dir)
         assert interrupt(proc) == 0
     finally:
         kill_group(proc)
     wait_until(lambda: not processes_using(data_dir), 30, "every child process to exit")
     log = (tmp_path / "first.log").read_text()
-    assert "beat" in log
-    assert "agent@" in log
+    assert [line for line in log.splitlines() if BROKEN.search(line)] == []
+    assert not (data_dir / "agent.json").exists(), "the connection profile outlived the agent"
 
 
 def test_a_second_up_reuses_the_data_and_credentials(tmp_path):
