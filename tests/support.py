@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 
@@ -47,3 +48,10 @@ def serving_http(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def redis_client(url: str, **options: object) -> Any:
+    """A redis-py client for a broker URL, the embedded one's `redis+socket://` included."""
+    import redis
+
+    return redis.Redis.from_url(url.replace("redis+socket:", "unix:", 1), **options)

@@ -18,7 +18,7 @@ from celery import Celery
 from agent.celery import celery_config
 from agent.settings import load_settings
 from tests.e2e.processes import agent_env, kill_group, start, wait_until
-from tests.support import free_port, missing_component
+from tests.support import free_port, missing_component, redis_client
 
 QUEUES = "agent,celery,health,discovery,benchmarks,housekeeping,plugins"
 
@@ -44,7 +44,7 @@ def private_redis() -> Iterator[tuple[str, subprocess.Popen]]:
 
 def _pings(url: str) -> bool:
     try:
-        return bool(redis.Redis.from_url(url).ping())
+        return bool(redis_client(url).ping())
     except redis.ConnectionError:
         return False
 

@@ -13,11 +13,11 @@ from itertools import pairwise
 from pathlib import Path
 
 import psycopg
-import redis
 from sqlalchemy.engine import make_url
 
 from agent.settings import JOB_QUEUES
 from tests.e2e.processes import agent_env, kill_group, start
+from tests.support import redis_client
 
 INTERVAL_S = 5  # the shortest interval the settings allow
 INTERVALS = ("health", "discovery", "plugins", "housekeeping", "retention")
@@ -96,7 +96,7 @@ def dispatches(broker_url: str) -> list[Dispatch]:
     Beat gives each run `expires` one interval after sending it, so that is where the
     sending time is read from.
     """
-    client = redis.Redis.from_url(broker_url)
+    client = redis_client(broker_url)
     found = []
     for queue in JOB_QUEUES:
         for raw in client.lrange(queue, 0, -1):
@@ -121,6 +121,6 @@ def gaps(times: list[dt.datetime]) -> list[float]:
 
 def task_results(broker_url: str, task: str) -> list[dict]:
     """The stored results of `task` (the result backend is the broker here)."""
-    client = redis.Redis.from_url(broker_url)
+    client = redis_client(broker_url)
     metas = [json.loads(client.get(key)) for key in client.scan_iter("celery-task-meta-*")]
     return [meta for meta in metas if meta.get("name") == task and meta["status"] == "SUCCESS"]

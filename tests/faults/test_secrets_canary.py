@@ -28,7 +28,7 @@ from agent.settings import Settings
 from models import McpServer, ServiceInstallation, ServiceRegistry, Space
 from models.session import session_scope
 from tests.e2e.processes import agent_env, kill_group, start, wait_until
-from tests.support import free_port
+from tests.support import free_port, redis_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(420)]
 
@@ -57,7 +57,7 @@ def private_redis(tmp_path):
 
 def _pings(url: str) -> bool:
     try:
-        return redis.Redis.from_url(url).ping()
+        return redis_client(url).ping()
     except redis.ConnectionError:
         return False
 
@@ -197,7 +197,7 @@ def run_jobs(app, instances, installations, mcp_servers) -> list:
 
 def redis_dump(url: str) -> bytes:
     """Every key and value in the Redis, of whatever type, as one byte string."""
-    client = redis.Redis.from_url(url)
+    client = redis_client(url)
     readers = {
         b"string": client.get,
         b"list": lambda k: client.lrange(k, 0, -1),

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 import beat_schedule
 from agent.beat import TICKS_PER_TTL
@@ -34,6 +33,7 @@ from tests.faults.beats import (
     stop,
     task_results,
 )
+from tests.support import redis_client
 
 pytestmark = [pytest.mark.faults, pytest.mark.e2e]
 
@@ -94,7 +94,7 @@ def failover_once(tmp: Path, run: int, env: dict[str, str], broker_url: str) -> 
     """Kill -9 the leading beat once it sent something; seconds until the standby sends."""
     database_url = env["AGENT_DATABASE_URL"]
     forget_leases(database_url, "beat.%")
-    redis.Redis.from_url(broker_url).flushdb()
+    redis_client(broker_url).flushdb()
     beats = {p.pid: p for p in (start_beat(tmp, f"beat-{run}-{n}", env) for n in "ab")}
     try:
         wait_until(lambda: dispatches(broker_url), 60, "the leader to send its first runs")

@@ -8,7 +8,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-import redis
 from click.testing import CliRunner
 from jsonschema import Draft202012Validator
 from sqlalchemy import delete
@@ -23,6 +22,7 @@ from models.session import session_scope
 
 # The plugin job's fixtures: a registered, installed service and a registered MCP server.
 from tests.integration.test_plugins_job import add_mcp_server, install, resolver, space  # noqa: F401
+from tests.support import redis_client
 
 pytestmark = pytest.mark.integration
 
@@ -127,8 +127,7 @@ def test_a_raw_message_pushed_onto_the_redis_list_as_documented_is_run_by_a_work
         .replace("DELIVERY_TAG", str(uuid.uuid4()))
         .replace("INSTANCE_ID", str(instance))
     )
-    # redis-py names the embedded broker's Unix socket `unix://`, kombu `redis+socket://`.
-    broker = redis.Redis.from_url(celery_app.conf.broker_url.replace("redis+socket:", "unix:", 1))
+    broker = redis_client(celery_app.conf.broker_url)
     prefix = celery_app.conf.broker_transport_options["global_keyprefix"]
     broker.lpush(f"{prefix}health", message)
     result_prefix = celery_app.conf.result_backend_transport_options.get("global_keyprefix", "")

@@ -4,7 +4,6 @@ import time
 import uuid
 
 import pytest
-import redis
 from sqlalchemy import delete, select
 
 from agent.credentials import generate_key
@@ -12,6 +11,7 @@ from agent.settings import get_settings
 from models import InfrastructureInstance
 from models.agent import AgentLease
 from models.session import session_scope
+from tests.support import redis_client
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +49,7 @@ def tcp_instances(health_settings, closed_port, redis_url, celery_app):
     yield [row.id for row in rows]
     with session_scope() as session:
         session.execute(delete(InfrastructureInstance))
-    redis.Redis.from_url(redis_url).delete(zone_queue_key(celery_app))  # no worker of that zone
+    redis_client(redis_url).delete(zone_queue_key(celery_app))  # no worker of that zone
 
 
 def zone_queue_key(app):
@@ -83,7 +83,7 @@ def test_a_sweep_checks_every_due_instance_in_batches_on_a_real_worker(
     assert wait_for(lambda: checked_ids() >= zoneless)
     # The zone's batch waits in its own queue for a worker inside that zone.
     assert tcp_instances[4] not in checked_ids()
-    assert redis.Redis.from_url(redis_url).llen(zone_queue_key(celery_app)) == 1
+    assert redis_client(redis_url).llen(zone_queue_key(celery_app)) == 1
 
 
 def test_a_second_sweep_within_the_interval_dispatches_nothing(
