@@ -22,6 +22,7 @@ from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
 from agent import migrate
+from agent.cli_instances import first_steps
 from agent.credentials import generate_key
 from agent.embedded import EmbeddedPostgres, EmbeddedRedis, ensure_database
 from agent.settings import Settings, to_sqlalchemy_url
@@ -201,6 +202,7 @@ def up(settings: Settings) -> int:
     """Run the whole agent until interrupted; the exit status of the run."""
     with ExitStack() as stack:
         servers = prepare(settings, stack)
+        hint = first_steps(servers.database_url, settings.flower_port)
         with running(commands(settings), servers.environment(settings)) as procs:
-            print(banner(settings, servers), flush=True)
+            print(banner(settings, servers), *filter(None, [hint]), sep="\n", flush=True)
             return supervise(procs)

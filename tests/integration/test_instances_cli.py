@@ -2,6 +2,7 @@
 
 import json
 import secrets
+import shlex
 import socket
 import uuid
 from http.server import BaseHTTPRequestHandler
@@ -10,10 +11,15 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select, text
 
+from agent import migrate
 from agent.cli import main
+from agent.cli_instances import first_steps
+from agent.settings import get_settings
 from models import InfrastructureInstance
+from models import session as db
 from models.agent import AgentKnownHost
 from models.session import session_scope
+from tests.conftest import new_database
 from tests.support import serving_http
 
 pytestmark = pytest.mark.integration
@@ -282,3 +288,25 @@ def test_show_prints_the_check_document_as_json(secret_key, listening_port):
     shown = cli("instances", "show", str(instance_id)).stdout
     document = shown.split("  check document:\n", 1)[1].split("  recent checks:", 1)[0]
     assert json.loads(document) == row(instance_id).health_status
+
+
+@pytest.fixture
+def fresh_database_url(postgres_server_url, monkeypatch):
+    """A migrated database with no instance in it, which the CLI uses for this test."""
+    with new_database(postgres_server_url, "agent_fresh") as url:
+        migrate.upgrade(url)
+        monkeypatch.setenv("AGENT_DATABASE_URL", url)
+        get_settings.cache_clear()
+        db.dispose_engine()
+        yield url
+        db.dispose_engine()
+    get_settings.cache_clear()
+
+
+def test_up_on_an_empty_database_prints_an_add_command_that_works(fresh_database_url):
+    hint = first_steps(fresh_database_url, flower_port=5555)
+    [command] = [line for line in hint.splitlines() if "infra-agent instances add" in line]
+    program, *args = shlex.split(command)
+    assert program == "infra-agent"
+    added_id(cli(*args))
+    assert first_steps(fresh_database_url, flower_port=5555) is None
