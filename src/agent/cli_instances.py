@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import click
+from sqlalchemy.exc import IntegrityError
 
 from agent.instances import (
     CONNECTION_TYPES,
-    INSTANCE_TYPES,
+    INSTANCE_KINDS,
     InstanceInputError,
     NewInstance,
     connection_config,
@@ -59,7 +60,7 @@ def instances() -> None:
 )
 @click.option("--trust-on-first-use", is_flag=True, help="ssh: trust the key seen at first check.")
 @click.option("--tag", "tags", multiple=True, help="A tag, e.g. zone:dmz (repeatable).")
-@click.option("--kind", "instance_type", type=click.Choice(sorted(set(INSTANCE_TYPES.values()))))
+@click.option("--kind", "instance_type", type=click.Choice(INSTANCE_KINDS), help="Its `type`.")
 @click.option("--space", "space_id", type=click.UUID, help="The space the instance belongs to.")
 def add(
     name: str,
@@ -122,8 +123,10 @@ def _secrets(files: tuple[str, ...], prompted: tuple[str, ...]) -> dict[str, str
 def _read_secret(path: str) -> str:
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise click.UsageError(f"cannot read the secret file {path}: {exc}") from None
+    except OSError as exc:
+        raise click.UsageError(f"cannot read the secret file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise click.UsageError(f"the secret file {path} is not UTF-8 text") from None
     return text.rstrip("\n")
 
 
@@ -132,8 +135,10 @@ def _host_key(path: Path | None) -> str | None:
         return None
     try:
         return read_host_key(path.read_text())
-    except (OSError, UnicodeDecodeError) as exc:
-        raise click.UsageError(f"cannot read the host key file {path}: {exc}") from None
+    except OSError as exc:
+        raise click.UsageError(f"cannot read the host key file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise click.UsageError(f"the host key file {path} is not UTF-8 text") from None
     except InstanceInputError as exc:
         raise click.UsageError(f"{path}: {exc}") from None
 
@@ -150,13 +155,16 @@ def _store(new: NewInstance) -> uuid.UUID:
         config = connection_config(new, SecretResolver(key) if key else None)
     except InstanceInputError as exc:
         raise click.UsageError(str(exc)) from None
-    with session_scope() as session:
-        if queries.instances_named(session, new.name):
-            raise click.UsageError(f"an instance named {new.name} exists (remove it first)")
-        instance_id = instance_store.add_instance(session, row_values(new, config))
-        if new.host_key:
-            keys = {instance_id: (ssh_host_entry(new), new.host_key)}
-            health_store.remember_host_keys(session, keys)
+    try:
+        with session_scope() as session:
+            if queries.instances_named(session, new.name):
+                raise click.UsageError(f"an instance named {printable(new.name)} exists")
+            instance_id = instance_store.add_instance(session, row_values(new, config))
+            if new.host_key:
+                keys = {instance_id: (ssh_host_entry(new), new.host_key)}
+                health_store.remember_host_keys(session, keys)
+    except IntegrityError:  # the one reference an operator gives is the space
+        raise click.UsageError(f"no space {new.space_id}") from None
     return instance_id
 
 

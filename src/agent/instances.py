@@ -33,7 +33,9 @@ INSTANCE_TYPES = {
     "http": "vm",
     "tcp": "vm",
 }
+INSTANCE_KINDS = ("vm", "docker_host", "kubernetes", "cloud_instance")
 HOST_KEY_FIELDS = ("host_key", "trust_on_first_use")
+MAX_NAME = 255  # VARCHAR(255), as `name` and `host` are
 SSH_PORT = 22
 
 
@@ -60,6 +62,7 @@ class NewInstance:
 
 def connection_config(new: NewInstance, resolver: SecretResolver | None) -> dict[str, Any]:
     """The `connection_config` to store: secrets as `enc:` references, checked by the probe."""
+    _check_text(new)
     _check_settings(new)
     _check_host_key_choice(new)
     config = dict(new.settings)
@@ -74,6 +77,26 @@ def connection_config(new: NewInstance, resolver: SecretResolver | None) -> dict
     except ProbeError as exc:
         raise InstanceInputError(str(exc)) from None
     return config
+
+
+def _check_text(new: NewInstance) -> None:
+    for what, value in (("name", new.name), ("host", new.host)):
+        if not value.strip() or len(value) > MAX_NAME:
+            raise InstanceInputError(f"{what} must be 1 to {MAX_NAME} characters")
+    given = [new.name, new.host, new.tags, new.settings, new.secrets]
+    if not all(map(_storable, given)):
+        raise InstanceInputError("NUL characters and invalid Unicode cannot be stored")
+
+
+def _storable(value: object) -> bool:
+    """Whether PostgreSQL can store every text in `value` (no NUL, no lone surrogate)."""
+    if isinstance(value, str):
+        return "\x00" not in value and value.encode(errors="replace").decode() == value
+    if isinstance(value, Mapping):
+        return all(_storable(key) and _storable(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return all(map(_storable, value))
+    return True
 
 
 def _check_settings(new: NewInstance) -> None:

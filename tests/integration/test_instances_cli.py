@@ -310,3 +310,19 @@ def test_up_on_an_empty_database_prints_an_add_command_that_works(fresh_database
     assert program == "infra-agent"
     added_id(cli(*args))
     assert first_steps(fresh_database_url, flower_port=5555) is None
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["--host", "h" * 256], "host must be 1 to 255 characters"),
+        (["--host", "h.test", "--set", "path=/a\x00b"], "NUL characters"),
+        (["--host", "h.test", "--space", str(uuid.uuid4())], "no space"),
+    ],
+)
+def test_input_the_database_cannot_store_is_a_clear_error(database_url, args, reason):
+    name = unique("unstorable")
+    refused = cli("instances", "add", name, "--type", "http", *args)
+    assert refused.exit_code == 2
+    assert reason in refused.output
+    assert instances_named(name) == []
