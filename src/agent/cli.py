@@ -7,6 +7,7 @@ import uuid
 
 import click
 
+from agent.cli_instances import instances
 from agent.settings import ConfigError, get_settings, require
 from tasks.common import TaskInputError
 
@@ -292,6 +293,9 @@ def secret_encrypt() -> None:
     )
     value = sys.stdin.read().rstrip("\n")
     click.echo(SecretResolver(key).encrypt(value))
+
+
+main.add_command(instances)
 
 
 def run() -> None:

@@ -22,6 +22,7 @@ from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
 from agent import migrate, profile
+from agent.cli_instances import first_steps
 from agent.credentials import generate_key
 from agent.embedded import EmbeddedPostgres, EmbeddedRedis, ensure_database
 from agent.settings import ConfigError, Settings, to_sqlalchemy_url
@@ -269,10 +270,12 @@ def up(settings: Settings) -> int:
     """Run the whole agent until interrupted; the exit status of the run."""
     with ExitStack() as stack:
         servers = prepare(settings, stack)
+        hint = first_steps(servers.database_url, settings.flower_port)
         with (
             running(commands(settings), servers.environment(settings)) as procs,
             ExitStack() as on_exit,
         ):
             profile_path = publish_profile(settings, servers, on_exit)
-            print(banner(settings, servers, profile_path), flush=True)
+            banner_text = banner(settings, servers, profile_path)
+            print(banner_text, *filter(None, [hint]), sep="\n", flush=True)
             return supervise(procs)

@@ -7,12 +7,12 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, and_, or_, select, text
+from sqlalchemy import Row, and_, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from models.agent import INSTANCE_LEASE, AgentKnownHost, AgentLease
 from models.benchmarks import BenchmarkAlert
-from models.infrastructure import InfrastructureInstance, InstanceService
+from models.infrastructure import InfrastructureInstance, InstanceHealthHistory, InstanceService
 from models.marketplace import ServiceInstallation, ServiceRegistry
 from models.mcp import McpServer, McpTool
 from models.plugins import INSTALLATION, MCP_SERVER, PLUGIN_LEASE, AgentInstallationHealth
@@ -57,6 +57,66 @@ def known_host_keys(session: Session, ids: Sequence[uuid.UUID]) -> dict[uuid.UUI
         AgentKnownHost.instance_id.in_(ids)
     )
     return {instance_id: keyline for instance_id, keyline in session.execute(query)}
+
+
+# --- instances, as `infra-agent instances` shows them --------------------------------------
+
+# Probe verdicts that count as up: reachable (a warning is up, and says what needs attention).
+UP_STATUSES = ("ok", "warning")
+
+
+def instance_overview(session: Session, since: dt.datetime) -> Sequence[Row]:
+    """Live instances by name, each with its checks and up checks in the history since `since`."""
+    history, instance = InstanceHealthHistory, InfrastructureInstance
+    uptime = (
+        select(
+            history.instance_id,
+            func.count().label("checks"),
+            func.count().filter(history.status.in_(UP_STATUSES)).label("up"),
+        )
+        .where(history.time >= since)
+        .group_by(history.instance_id)
+        .subquery()
+    )
+    query = (
+        select(instance, uptime.c.checks, uptime.c.up)
+        .outerjoin(uptime, uptime.c.instance_id == instance.id)
+        .where(LIVE)
+        .order_by(instance.name, instance.id)
+    )
+    return session.execute(query).all()
+
+
+def instances_named(
+    session: Session, ref: str, live_only: bool = True
+) -> Sequence[InfrastructureInstance]:
+    """The instances whose id is `ref` (a UUID), or else whose name is `ref`."""
+    instance = InfrastructureInstance
+    try:
+        match = instance.id == uuid.UUID(ref)
+    except ValueError:
+        match = instance.name == ref
+    query = select(instance).where(match).order_by(instance.created_at, instance.id)
+    return session.scalars(query.where(LIVE) if live_only else query).all()
+
+
+def recent_checks(
+    session: Session, instance_id: uuid.UUID, limit: int
+) -> Sequence[InstanceHealthHistory]:
+    """The newest `limit` history rows of an instance, newest first."""
+    history = InstanceHealthHistory
+    query = (
+        select(history)
+        .where(history.instance_id == instance_id)
+        .order_by(history.time.desc())
+        .limit(limit)
+    )
+    return session.scalars(query).all()
+
+
+def has_live_instances(session: Session) -> bool:
+    """Whether any instance is there to check."""
+    return bool(session.scalar(select(select(InfrastructureInstance.id).where(LIVE).exists())))
 
 
 # --- discovery ---------------------------------------------------------------------------

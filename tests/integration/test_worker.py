@@ -1,3 +1,4 @@
+import logging
 import time
 import uuid
 
@@ -33,10 +34,32 @@ def test_the_worker_runs_a_hand_made_json_message(celery_app, celery_worker, red
     assert celery_app.AsyncResult(task_id).get(timeout=30)["pong"] is True
 
 
+def refusals(caplog) -> list[str]:
+    """What the worker logged about messages it would not deserialize."""
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if "Refusing to deserialize untrusted content of type pickle" in record.getMessage()
+    ]
+
+
+def queued(app, redis_url: str, queue: str = "agent") -> int:
+    """Messages waiting in a queue of the test broker."""
+    with Connection(redis_url, transport_options=app.conf.broker_transport_options) as conn:
+        return conn.default_channel.queue_declare(queue=queue).message_count
+
+
 def test_the_worker_refuses_a_pickled_message_and_keeps_working(
-    celery_app, celery_worker, redis_url
+    celery_app, celery_worker, redis_url, caplog
 ):
+    caplog.set_level(logging.ERROR, logger="celery.worker.consumer")
     task_id = publish_ping(celery_app, redis_url, "pickle")
-    time.sleep(2)
-    assert celery_app.AsyncResult(task_id).state == "PENDING"
+    deadline = time.monotonic() + 30
+    while not refusals(caplog) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    # The worker received the message (a task it never saw would also be PENDING) and
+    # refused it: it is off the queue, the task never ran, and no result was stored.
+    assert refusals(caplog), "the worker never said it refused the pickled message"
+    assert queued(celery_app, redis_url) == 0
     assert celery_app.send_task(PING).get(timeout=30)["pong"] is True
+    assert not celery_app.backend.client.exists(celery_app.backend.get_key_for_task(task_id))

@@ -49,5 +49,22 @@ def test_flower_started_as_a_python_module_is_recognised(no_flower_password):
         flower.require_auth(argv, {})
 
 
-def test_other_celery_commands_are_not_concerned(no_flower_password):
-    flower.require_auth(["/venv/bin/celery", "-A", "agent", "worker"], {})
+@pytest.fixture
+def flower_password(monkeypatch):
+    monkeypatch.setenv("AGENT_FLOWER_PASSWORD", "s3cret")
+    get_settings.cache_clear()
+    yield "s3cret"
+    get_settings.cache_clear()
+
+
+@pytest.mark.parametrize("command", ["worker", "beat", "inspect"])
+def test_other_celery_commands_are_given_no_flower_credentials(flower_password, command):
+    environ = {"PATH": "/usr/bin"}
+    flower.require_auth(["/venv/bin/celery", "-A", "agent", command], environ)
+    assert environ == {"PATH": "/usr/bin"}
+
+
+def test_other_celery_commands_start_without_a_flower_password(no_flower_password):
+    environ: dict[str, str] = {}
+    flower.require_auth(["/venv/bin/celery", "-A", "agent", "worker"], environ)  # no refusal
+    assert environ == {}

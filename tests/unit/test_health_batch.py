@@ -1,7 +1,12 @@
 """How a batch runs its checks: bounded threads, jitter that spreads starts, results in order."""
 
+import random
+import threading
 import time
 
+import pytest
+
+from agent import health
 from agent.health import InstanceSpec, check_all
 from agent.probes.base import Observation, Probe
 
@@ -33,11 +38,47 @@ def test_results_come_back_in_the_order_of_the_specs():
     assert [c.spec.id for c in checked] == [s.id for s in batch]
 
 
-def test_jitter_spreads_the_starts_without_adding_up_its_sleeps():
-    starts: list[float] = []
-    started = time.monotonic()
-    check_all(specs(64), lambda spec: Recording(starts), concurrency=8, jitter_s=0.3)
-    elapsed = time.monotonic() - started
-    # Sleeping in the threads would take about 64 x 0.15 / 8 = 1.2 s.
-    assert elapsed < 0.8
-    assert max(starts) - min(starts) > 0.15
+class ThreadClocks:
+    """`time` for agent.health in which every thread keeps its own clock, starting at 0.
+
+    Sleeping moves the calling thread's clock on at once. Threads whose work takes no time
+    see exactly this, so start times are measured without waiting and without a busy
+    machine's delays.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def monotonic(self) -> float:
+        return getattr(self._local, "now", 0.0)
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds >= 0
+        self._local.now = self.monotonic() + seconds
+
+
+class Timed(Probe):
+    """A probe that notes, by instance, when its thread's clock says it started."""
+
+    kind = "tcp"
+
+    def __init__(self, spec: InstanceSpec, clock: ThreadClocks, starts: dict[str, float]) -> None:
+        super().__init__()
+        self.spec, self.clock, self.starts = spec, clock, starts
+
+    def check(self) -> Observation:
+        self.starts[self.spec.id] = self.clock.monotonic()
+        return Observation()
+
+
+def test_each_check_starts_at_its_jittered_moment_and_the_sleeps_do_not_add_up(monkeypatch):
+    clock, jitter_s, seed = ThreadClocks(), 0.3, 7
+    monkeypatch.setattr(health, "time", clock)
+    monkeypatch.setattr(health, "random", random.Random(seed))
+    batch, starts = specs(64), {}
+    check_all(batch, lambda spec: Timed(spec, clock, starts), concurrency=8, jitter_s=jitter_s)
+    drawn = random.Random(seed)
+    planned = {spec.id: drawn.uniform(0, jitter_s) for spec in batch}
+    # Sleeps that added up would start the last checks after about 64 x 0.15 / 8 = 1.2 s.
+    assert starts == pytest.approx(planned)
+    assert max(starts.values()) <= jitter_s

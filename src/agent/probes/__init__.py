@@ -28,6 +28,10 @@ class UnsupportedProbe(Probe):
         super().__init__(timeout_s=0)
         self.connection_type = connection_type
 
+    def config(self) -> None:
+        """Refuse, as `check()` does: there are no settings for an unknown type."""
+        self.check()
+
     def check(self) -> Observation:
         """Fail with a message naming the types the agent supports."""
         known = ", ".join(sorted(MODULES))
@@ -75,3 +79,20 @@ def from_instance(
             host, port, connection_config, resolver, timeout_s, known_hosts=known_hosts
         )
     return module.from_instance(host, port, connection_config, resolver, timeout_s)
+
+
+def validate(
+    connection_type: str | None, host: str, port: int | None, connection_config: Mapping[str, Any]
+) -> None:
+    """Refuse settings the probe of `connection_type` would refuse: a CONFIG ProbeError.
+
+    The probe's own config model decides, built from the instance exactly as a check builds
+    it; secrets are not resolved, only their form is checked.
+    """
+    probe_for(connection_type, host, port, connection_config, SecretResolver(None), 1.0).config()
+
+
+def secret_fields(connection_type: str | None) -> tuple[str, ...]:
+    """The `connection_config` fields of `connection_type` that hold secret references."""
+    name = MODULES.get(connection_type or "")
+    return import_module(name).SECRET_FIELDS if name else ()

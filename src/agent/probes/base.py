@@ -163,6 +163,10 @@ class Probe(ABC):
     def check(self) -> Observation:
         """Look at the target; raise on failure (ideally a `ProbeError`)."""
 
+    def config(self) -> Any:
+        """The probe's validated settings; a CONFIG `ProbeError` when they are invalid."""
+        return None
+
     def secrets(self) -> Iterable[str]:
         """The secret values this probe holds, to be scrubbed from every message."""
         return ()

@@ -75,6 +75,10 @@ CAN_CONNECT = "docker.can_connect"
 CONTAINERS_HEALTHY = "docker.containers_healthy"
 
 
+# The connection_config fields that hold secrets: references only, never shown.
+SECRET_FIELDS: tuple[str, ...] = ("client_key",)
+
+
 class Config(BaseModel):
     """A Docker Engine API endpoint and its TLS material (references, never values)."""
 
@@ -398,6 +402,10 @@ class DockerProbe(Probe):
         self._raw = raw
         self._resolver = RecordingResolver(resolver)
 
+    def config(self) -> Config:
+        """The validated connection settings; a CONFIG ProbeError that never echoes a value."""
+        return parse_config(Config, self._raw)
+
     def client(self, config: Config) -> AbstractContextManager[docker.APIClient]:
         """The client for one check; tests and subclasses may override it."""
         return client_for(config, self._resolver, self.timeout_s)
@@ -405,7 +413,7 @@ class DockerProbe(Probe):
     def check(self) -> Observation:
         """Ask the engine about itself and its containers."""
         self._resolver.revealed.clear()
-        config = parse_config(Config, self._raw)
+        config = self.config()
         check_socket(config, self.timeout_s)
         try:
             facts = self._look(config)

@@ -44,6 +44,10 @@ _PHASES = {
 }
 
 
+# The connection_config fields that hold secrets: references only, never shown.
+SECRET_FIELDS: tuple[str, ...] = ("bearer_token",)
+
+
 class Config(BaseModel):
     """An HTTP target, validated."""
 
@@ -140,9 +144,13 @@ class HttpProbe(Probe):
         self._resolver = resolver
         self._secrets: list[str] = []
 
+    def config(self) -> Config:
+        """The validated connection settings; a CONFIG ProbeError that never echoes a value."""
+        return parse_config(Config, self._raw)
+
     def check(self) -> Observation:
         """Send the request, read only the status line and headers."""
-        config = parse_config(Config, self._raw)
+        config = self.config()
         timings = Timings()
         with (
             self._client(config) as client,

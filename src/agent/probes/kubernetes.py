@@ -60,6 +60,10 @@ def _is_reference(value: str) -> str:
     return value
 
 
+# The connection_config fields that hold secrets: references only, never shown.
+SECRET_FIELDS: tuple[str, ...] = ("kubeconfig", "token")
+
+
 class Config(BaseModel):
     """One cluster's connection settings, from an instance's host, port and connection_config."""
 
@@ -680,6 +684,10 @@ class KubernetesProbe(Probe):
         self.resolver = resolver
         self._secrets: tuple[str, ...] = ()
 
+    def config(self) -> Config:
+        """The validated connection settings; a CONFIG ProbeError that never echoes a value."""
+        return parse_config(self.host, self.port, self.connection_config)
+
     def secrets(self) -> Iterable[str]:
         """The token and client key this probe resolved, once it has."""
         return self._secrets
@@ -690,7 +698,7 @@ class KubernetesProbe(Probe):
 
     def check(self) -> Observation:
         """Survey the cluster within `timeout_s` and judge what it says."""
-        config = parse_config(self.host, self.port, self.connection_config)
+        config = self.config()
         deadline = Deadline(self.timeout_s)
         with self.api_client(config) as api:
             self._secrets = api.secrets

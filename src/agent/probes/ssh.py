@@ -66,6 +66,10 @@ _default_known_hosts: KnownHosts = MemoryKnownHosts()
 _N = TypeVar("_N", int, float)
 
 
+# The connection_config fields that hold secrets: references only, never shown.
+SECRET_FIELDS: tuple[str, ...] = ("private_key", "private_key_passphrase", "password")
+
+
 class Config(BaseModel):
     """An SSH target and login, validated; secret fields hold references, not values."""
 
@@ -383,6 +387,10 @@ class SshProbe(Probe):
         self._pool = pool
         self._secrets: list[str] = []
 
+    def config(self) -> Config:
+        """The validated connection settings; a CONFIG ProbeError that never echoes a value."""
+        return parse_config(Config, self._raw)
+
     def check(self) -> Observation:
         """Connect, verify, authenticate and run the facts command, all within the timeout."""
         return observe(self.execute(FACTS_COMMAND))
@@ -393,7 +401,7 @@ class SshProbe(Probe):
         Raises like `check()`; discovery calls it with its own fixed command.
         """
         deadline = time.monotonic() + self.timeout_s
-        config = parse_config(Config, self._raw)
+        config = self.config()
         login = self._login(config)
         key = (config.host, config.port, config.username, login.identity)
         opener = partial(connect, config, login, self._known_hosts, deadline)

@@ -25,6 +25,10 @@ MAX_BANNER_BYTES = 1024
 _Model = TypeVar("_Model", bound=BaseModel)
 
 
+# The connection_config fields that hold secrets: references only, never shown.
+SECRET_FIELDS: tuple[str, ...] = ()
+
+
 class Config(BaseModel):
     """A TCP target, validated."""
 
@@ -61,9 +65,13 @@ class TcpProbe(Probe):
         super().__init__(timeout_s)
         self._raw = raw
 
+    def config(self) -> Config:
+        """The validated connection settings; a CONFIG ProbeError that never echoes a value."""
+        return parse_config(Config, self._raw)
+
     def check(self) -> Observation:
         """Connect once and report how long it took."""
-        config = parse_config(Config, self._raw)
+        config = self.config()
         started = time.perf_counter()
         with open_socket(config.host, config.port, self.timeout_s) as sock:
             facts: dict[str, Any] = {"connect_ms": _ms_since(started)}
