@@ -326,3 +326,33 @@ def test_input_the_database_cannot_store_is_a_clear_error(database_url, args, re
     assert refused.exit_code == 2
     assert reason in refused.output
     assert instances_named(name) == []
+
+
+@pytest.mark.parametrize(
+    ("connection_type", "args", "reason"),
+    [
+        ("docker_api", ["--set", "docker_host=ftp://h.test"], "docker_host must start with"),
+        ("kubernetes", [], "needs kubeconfig, or token"),
+        ("kubernetes", ["--secret-prompt", "token", "--set", "api_url=http://k"], "https://"),
+        ("ssh", ["--trust-on-first-use", "--set", "username=u"], "give private_key or password"),
+    ],
+)
+def test_each_type_is_checked_by_its_own_probe_settings(secret_key, connection_type, args, reason):
+    name = unique(connection_type)
+    refused = cli("instances", "add", name, "--type", connection_type, "--host", "h.test", *args,
+                  input="CLEAR\n")  # fmt: skip
+    assert refused.exit_code == 2
+    assert reason in refused.output
+    assert "CLEAR" not in refused.output
+    assert instances_named(name) == []
+
+
+def test_a_kubernetes_token_typed_at_the_prompt_is_stored_encrypted(secret_key):
+    token = f"tok-{secrets.token_urlsafe(16)}"
+    added = cli("instances", "add", unique("k8s"), "--type", "kubernetes", "--host", "k.test",
+                "--set", "api_url=https://k.test:6443", "--secret-prompt", "token",
+                input=f"{token}\n")  # fmt: skip
+    instance_id = added_id(added)
+    assert row(instance_id).type == "kubernetes"
+    assert secret_key.resolve(row(instance_id).connection_config["token"]) == token
+    assert token not in added.output + everything_stored_about(instance_id)
