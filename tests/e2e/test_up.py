@@ -1,3 +1,4 @@
+import json
 import re
 
 import httpx
@@ -97,11 +98,16 @@ def test_up_runs_every_periodic_job_on_the_embedded_default_and_stops_cleanly(tm
     assert not (data_dir / "agent.json").exists(), "the connection profile outlived the agent"
 
 
-def test_a_second_up_reuses_the_data_and_credentials(tmp_path):
+def broker_in_profile(data_dir):
+    return json.loads((data_dir / "agent.json").read_text())["broker_url"]
+
+
+def test_a_second_up_reuses_the_data_credentials_and_broker_address(tmp_path):
     data_dir = tmp_path / "data"
     proc, _, first_password = bring_up(data_dir, tmp_path, "first")
     try:
         write_marker(data_dir)
+        first_broker = broker_in_profile(data_dir)
         assert interrupt(proc) == 0
     finally:
         kill_group(proc)
@@ -109,6 +115,9 @@ def test_a_second_up_reuses_the_data_and_credentials(tmp_path):
     try:
         assert second_password == first_password
         assert read_marker(data_dir) == 1
+        # The embedded Redis listens where it did: other tools configured once keep working.
+        assert broker_in_profile(data_dir) == first_broker
+        assert first_broker == f"redis+socket://{data_dir / 'redis' / 'redis.sock'}"
         assert interrupt(proc) == 0
     finally:
         kill_group(proc)
