@@ -13,7 +13,7 @@ from urllib3.exceptions import InsecureRequestWarning
 from agent.credentials import SecretResolver, generate_key
 from agent.probes import kubeapi, kubernetes
 from agent.probes.base import ErrorClass, ProbeResult, Status
-from tests.fixtures.kube_apiserver import ADMIN_USER, generate_ca_pem
+from tests.fixtures.kube_apiserver import ADMIN_USER, generate_ca_pem, kubeconfig
 from tests.support import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
@@ -34,19 +34,6 @@ def connection_config(kube, resolver: SecretResolver) -> dict:
 
 def probe(config: dict, resolver: SecretResolver, timeout_s: float = 10.0) -> ProbeResult:
     return kubernetes.from_instance("127.0.0.1", None, config, resolver, timeout_s).run()
-
-
-def kubeconfig(url: str, ca_pem: str, user: dict, context: str = "prod") -> dict:
-    """A kubeconfig document with one cluster, one user and one context named `context`."""
-    ca = base64.b64encode(ca_pem.encode()).decode()
-    return {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "c", "cluster": {"server": url, "certificate-authority-data": ca}}],
-        "users": [{"name": "u", "user": user}],
-        "contexts": [{"name": context, "context": {"cluster": "c", "user": "u"}}],
-        "current-context": context,
-    }
 
 
 def test_a_healthy_cluster_is_ok_with_its_node_counts_and_capacity(

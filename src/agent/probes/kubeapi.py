@@ -123,7 +123,7 @@ def watch_sockets(api: ApiClient, deadline: Deadline) -> None:
 # --- reading -----------------------------------------------------------------------------
 
 
-def read_capped(response: Any, cap: int, deadline: Deadline, what: str) -> bytes:
+def read_capped(response: Any, cap: int, deadline: Deadline, what: str) -> bytearray:
     """The whole body of a urllib3 `response`, or a PROTOCOL error past `cap` bytes."""
     body = bytearray()
     while chunk := response.read1(CHUNK_BYTES):
@@ -132,10 +132,10 @@ def read_capped(response: Any, cap: int, deadline: Deadline, what: str) -> bytes
             raise ProbeError(ErrorClass.PROTOCOL, f"{what}: response larger than {cap} bytes")
         if deadline.passed:
             raise deadline.error()
-    return bytes(body)
+    return body  # not copied to bytes: a page may be megabytes
 
 
-def parse_json(body: bytes, what: str) -> Any:
+def parse_json(body: bytes | bytearray, what: str) -> Any:
     """A JSON document, or a PROTOCOL error that quotes none of it."""
     try:
         return json.loads(body)
@@ -148,7 +148,7 @@ class Answer:
     """The status and (capped) body of one GET."""
 
     status: int
-    body: bytes
+    body: bytes | bytearray
 
 
 def get(api: ApiClient, path: str, deadline: Deadline, cap: int, query=()) -> Answer:
@@ -177,7 +177,7 @@ def status_error(
     return ProbeError(error_class, message)
 
 
-def _status_message(body: bytes) -> str:
+def _status_message(body: bytes | bytearray) -> str:
     try:
         message = json.loads(body).get("message")
     except (TypeError, ValueError, AttributeError):
