@@ -15,6 +15,7 @@ could read); other HTTP errors, invalid JSON and oversized bodies are `protocol`
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -110,8 +111,12 @@ def watch_sockets(api: ApiClient, deadline: Deadline) -> None:
     class Connection(urllib3.connection.HTTPSConnection):
         def _new_conn(self) -> socket.socket:
             sock = super()._new_conn()
-            deadline.watch(sock)
+            deadline.watch(sock)  # bounds the TLS handshake
             return sock
+
+        def connect(self) -> None:
+            super().connect()
+            deadline.watch(self.sock)  # the TLS socket took over the plain one's descriptor
 
     class Pool(urllib3.HTTPSConnectionPool):
         ConnectionCls = Connection
@@ -211,38 +216,115 @@ class Listing:
     what: str
 
 
-def _pages(
-    api: ApiClient, listing: Listing, deadline: Deadline, limits: Limits
-) -> Iterator[list[Mapping[str, Any]]]:
-    token = None
-    for _ in range(limits.max_pages):
-        query = [("limit", limits.page_size), *([("continue", token)] if token else [])]
-        answer = get(api, listing.path, deadline, limits.max_page_bytes, query)
-        if answer.status != 200:
-            raise status_error(answer, listing.what, listing.resource, continued=bool(token))
-        page = parse_json(answer.body, listing.what)
-        if not isinstance(page, dict) or not isinstance(page.get("items") or [], list):
-            raise ProbeError(ErrorClass.PROTOCOL, f"{listing.what}: the answer is not a List")
-        yield page.get("items") or []
-        token = (page.get("metadata") or {}).get("continue")
-        if not token:
-            return
-    raise ProbeError(ErrorClass.PROTOCOL, f"{listing.what}: more than {limits.max_pages} pages")
+class Page:
+    """One List page, decoded item by item so that a huge page can be given up in between.
+
+    `json.loads` of a 20 MB page holds the interpreter for seconds and builds every item at
+    once; here the top-level object is walked key by key and each item decoded on its own
+    (still by the C decoder). `kind` and `continue_token` are known once `items()` is done.
+    """
+
+    _DECODER = json.JSONDecoder()
+    _SPACE = re.compile(r"[ \t\n\r]*")
+
+    def __init__(self, body: bytes | bytearray, what: str) -> None:
+        self.what = what
+        self.kind: Any = None
+        self.continue_token: str | None = None
+        try:
+            self._text = body.decode()
+        except UnicodeDecodeError:
+            raise self._invalid() from None
+
+    def _invalid(self) -> ProbeError:
+        return ProbeError(ErrorClass.PROTOCOL, f"{self.what}: the answer is not valid JSON")
+
+    def items(self) -> Iterator[Mapping[str, Any]]:
+        """Every item, decoded one at a time; then `kind` and `continue_token` are set."""
+        try:
+            yield from self._object()
+        except (ValueError, IndexError):  # JSONDecodeError is a ValueError
+            raise self._invalid() from None
+        if not isinstance(self.kind, str) or not self.kind.endswith("List"):
+            raise ProbeError(ErrorClass.PROTOCOL, f"{self.what}: the answer is not a List")
+
+    def _skip(self, pos: int) -> int:
+        return self._SPACE.match(self._text, pos).end()
+
+    def _expect(self, pos: int, char: str) -> int:
+        if self._text[pos] != char:
+            raise ValueError(f"expected {char!r}")
+        return self._skip(pos + 1)
+
+    def _object(self) -> Iterator[Mapping[str, Any]]:
+        pos = self._expect(self._skip(0), "{")
+        while self._text[pos] != "}":
+            key, pos = self._DECODER.raw_decode(self._text, pos)
+            pos = self._expect(self._skip(pos), ":")
+            if key == "items" and self._text[pos] == "[":
+                pos = yield from self._items(pos)
+            else:
+                value, pos = self._DECODER.raw_decode(self._text, pos)
+                self._keep(key, value)
+            pos = self._skip(pos)
+            if self._text[pos] == ",":
+                pos = self._skip(pos + 1)
+                if self._text[pos] == "}":
+                    raise ValueError("a trailing comma")
+            elif self._text[pos] != "}":
+                raise ValueError("expected ',' or '}'")
+        if self._skip(pos + 1) != len(self._text):
+            raise ValueError("data after the List")
+
+    def _items(self, pos: int) -> Iterator[Mapping[str, Any]]:
+        pos = self._expect(pos, "[")
+        while self._text[pos] != "]":
+            item, pos = self._DECODER.raw_decode(self._text, pos)
+            if not isinstance(item, dict):
+                raise ValueError("an item is not an object")
+            yield item
+            pos = self._skip(pos)
+            if self._text[pos] == ",":
+                pos = self._skip(pos + 1)
+                if self._text[pos] == "]":
+                    raise ValueError("a trailing comma")
+            elif self._text[pos] != "]":
+                raise ValueError("expected ',' or ']'")
+        return pos + 1
+
+    def _keep(self, key: str, value: Any) -> None:
+        if key == "kind":
+            self.kind = value
+        elif key == "metadata" and isinstance(value, dict):
+            token = value.get("continue")
+            self.continue_token = token if isinstance(token, str) and token else None
+
+
+def _page(api, listing: Listing, deadline: Deadline, limits: Limits, token: str | None) -> Page:
+    query = [("limit", limits.page_size), *([("continue", token)] if token else [])]
+    answer = get(api, listing.path, deadline, limits.max_page_bytes, query)
+    if answer.status != 200:
+        raise status_error(answer, listing.what, listing.resource, continued=bool(token))
+    return Page(answer.body, listing.what)
 
 
 def _fold_once(api, listing: Listing, deadline: Deadline, limits: Limits, start, step):
-    total, acc = 0, start()
-    for items in _pages(api, listing, deadline, limits):
-        total += len(items)
-        if total > limits.max_items:
-            raise ProbeError(
-                ErrorClass.PROTOCOL, f"{listing.what}: more than {limits.max_items} items"
-            )
-        for item in items:
-            if deadline.passed:  # a huge page takes time to judge, item by item
+    acc, count, token = start(), 0, None
+    for _ in range(limits.max_pages):
+        page = _page(api, listing, deadline, limits, token)
+        for item in page.items():
+            count += 1
+            if count > limits.max_items:
+                raise ProbeError(
+                    ErrorClass.PROTOCOL, f"{listing.what}: more than {limits.max_items} items"
+                )
+            if deadline.passed:  # a huge page takes time to decode and judge
                 raise deadline.error()
             acc = step(acc, item)
-    return acc
+        token = page.continue_token
+        if token is None:
+            return acc
+    raise ProbeError(ErrorClass.PROTOCOL, f"{listing.what}: more than {limits.max_pages} pages")
 
 
 def fold_list(
