@@ -173,7 +173,7 @@ def status_error(
     answer: Answer, what: str, resource: str = "", continued: bool = False
 ) -> ProbeError:
     """The error of a non-2xx answer, with the Status message the server gave."""
-    message = f"{what}: HTTP {answer.status}" + _status_message(answer.body)
+    message = f"{what}: HTTP {answer.status}" + status_message(answer.body)
     if answer.status == 403:
         return Forbidden(message, resource or what)
     if answer.status == 410 and continued:
@@ -182,7 +182,8 @@ def status_error(
     return ProbeError(error_class, message)
 
 
-def _status_message(body: bytes | bytearray) -> str:
+def status_message(body: Any) -> str:
+    """`: <message>` of a Kubernetes Status body, or nothing."""
     try:
         message = json.loads(body).get("message")
     except (TypeError, ValueError, AttributeError):
@@ -256,6 +257,17 @@ class Page:
             raise ValueError(f"expected {char!r}")
         return self._skip(pos + 1)
 
+    def _after_member(self, pos: int, close: str) -> int:
+        """Past the `,` after a member or item, or at the `close` that ends them."""
+        pos = self._skip(pos)
+        if self._text[pos] == ",":
+            pos = self._skip(pos + 1)
+            if self._text[pos] == close:
+                raise ValueError("a trailing comma")
+        elif self._text[pos] != close:
+            raise ValueError(f"expected ',' or {close!r}")
+        return pos
+
     def _object(self) -> Iterator[Mapping[str, Any]]:
         pos = self._expect(self._skip(0), "{")
         while self._text[pos] != "}":
@@ -266,13 +278,7 @@ class Page:
             else:
                 value, pos = self._DECODER.raw_decode(self._text, pos)
                 self._keep(key, value)
-            pos = self._skip(pos)
-            if self._text[pos] == ",":
-                pos = self._skip(pos + 1)
-                if self._text[pos] == "}":
-                    raise ValueError("a trailing comma")
-            elif self._text[pos] != "}":
-                raise ValueError("expected ',' or '}'")
+            pos = self._after_member(pos, "}")
         if self._skip(pos + 1) != len(self._text):
             raise ValueError("data after the List")
 
@@ -283,13 +289,7 @@ class Page:
             if not isinstance(item, dict):
                 raise ValueError("an item is not an object")
             yield item
-            pos = self._skip(pos)
-            if self._text[pos] == ",":
-                pos = self._skip(pos + 1)
-                if self._text[pos] == "]":
-                    raise ValueError("a trailing comma")
-            elif self._text[pos] != "]":
-                raise ValueError("expected ',' or ']'")
+            pos = self._after_member(pos, "]")
         return pos + 1
 
     def _keep(self, key: str, value: Any) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import ssl
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
@@ -50,6 +49,7 @@ from agent.probes.kubeapi import (
     get,
     parse_json,
     status_error,
+    status_message,
     watch_sockets,
 )
 
@@ -389,16 +389,8 @@ def explain(exc: BaseException) -> tuple[ErrorClass, BaseException]:
 
 def _describe(cause: BaseException) -> str:
     if isinstance(cause, ApiException):
-        return f"HTTP {cause.status} {cause.reason or ''}".rstrip() + _status_message(cause.body)
+        return f"HTTP {cause.status} {cause.reason or ''}".rstrip() + status_message(cause.body)
     return str(cause) or type(cause).__name__
-
-
-def _status_message(body: Any) -> str:
-    try:
-        message = json.loads(body).get("message")
-    except (TypeError, ValueError, AttributeError):
-        return ""
-    return f": {message}" if isinstance(message, str) and message else ""
 
 
 @contextmanager
