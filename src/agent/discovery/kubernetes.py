@@ -12,7 +12,14 @@ nodes it is scheduled on): `stopped` when none are desired, `running` when all a
 `degraded` when some are, `error` when none are. A Service is `running`; its endpoints are
 its ports (host `<name>.<namespace>.svc`, with cluster IP, target port and node port).
 `service_config` holds kind, namespace, labels (secret-looking values scrubbed), replica
-counts and the images of the pod template: never a pod spec's environment.
+counts and the images of the pod template: never a pod spec's environment. A headless
+Service's `clusterIP: "None"` is no cluster IP; `default/kubernetes` (the API server's own
+Service) is not reported.
+
+Each namespace (or kind, cluster-wide) is listed on its own: a List the credentials may not
+read (403) is named in the outcome's message and its services are `unread`, so
+reconciliation never marks them missing; only when every List is forbidden does discovery
+fail (`auth`). Lists are bounded like the probe's (`agent.probes.kubeapi`).
 """
 
 from __future__ import annotations
@@ -163,27 +170,24 @@ def _service_unless_control_plane(obj: Mapping[str, Any]) -> DiscoveredService |
     return None if _name(obj) == CONTROL_PLANE_SERVICE else service_service(obj)
 
 
+def _resources() -> list[tuple[str, str, str, Callable[[Mapping[str, Any]], Any]]]:
+    """(API group path, plural, service type, maker) of every resource discovery lists."""
+    workloads = [
+        ("/apis/apps/v1", plural, service_type, partial(workload_service, kind))
+        for kind, (service_type, plural) in WORKLOADS.items()
+    ]
+    return [*workloads, ("/api/v1", "services", SERVICE_TYPE, _service_unless_control_plane)]
+
+
 def reads(namespaces: tuple[str, ...] | None) -> Iterator[Read]:
     """The Lists that cover the wanted namespaces (None: cluster-wide Lists)."""
-    kinds = [
-        *((f"/apis/apps/v1/{{}}{plural}", kind, t) for kind, (t, plural) in WORKLOADS.items()),
-        ("/api/v1/{}services", "Service", SERVICE_TYPE),
-    ]
     for namespace in namespaces or (None,):
-        where = f"namespaces/{namespace}/" if namespace else ""
-        for path, kind, service_type in kinds:
-            plural = path.rsplit("}", 1)[1]
-            listing = probe.Listing(
-                path.format(where),
-                plural,
-                f"list {plural}" + (f" in {namespace}" if namespace else ""),
-            )
-            make = (
-                _service_unless_control_plane
-                if kind == "Service"
-                else partial(workload_service, kind)
-            )
-            yield Read(listing, make, (service_type, f"{namespace}/" if namespace else ""))
+        scope = f"/namespaces/{namespace}" if namespace else ""
+        where = f" in {namespace}" if namespace else ""
+        prefix = f"{namespace}/" if namespace else ""
+        for group, plural, service_type, make in _resources():
+            listing = probe.Listing(f"{group}{scope}/{plural}", plural, f"list {plural}{where}")
+            yield Read(listing, make, (service_type, prefix))
 
 
 def _append(make):

@@ -12,6 +12,10 @@ own `Configuration` and `ApiClient` from the instance's `connection_config`, and
 TLS is always verified unless `insecure_skip_tls_verify: true` is given explicitly; the
 result then says so at WARNING level. `api_client_for()` is the one place that builds a
 client, so discovery lists workloads with the same connection rules.
+
+Every read is bounded by the check's deadline and a size cap (`agent.probes.kubeapi`).
+Credentials that may not list nodes or pods (403) still get readiness and version: the
+result is a WARNING naming the forbidden Lists, and keeps the facts it could read.
 """
 
 from __future__ import annotations
