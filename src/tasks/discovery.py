@@ -172,12 +172,13 @@ def reconcile_one(
         if discovery.ok:
             plugins = {(s.name, s.type): plugin_for(s, rules) for s in discovery.services}
             counts = discovery_store.reconcile(
-                session, instance_id, discovery.services, discovery.types, plugins
+                session, instance_id, discovery.services, discovery.types, plugins, discovery.unread
             )
             health_store.remember_host_keys(session, learned_key(spec, known))
         store.release_leases(session, [instance_lease(instance_id)], holder)
-    if not discovery.ok:
-        log.warning("discovery of %s failed: %s", spec.id, discovery.message)
+    if not discovery.ok or discovery.unread:
+        what = "failed" if not discovery.ok else "was partial"
+        log.warning("discovery of %s %s: %s", spec.id, what, discovery.message)
     return summary(spec, discovery, counts)
 
 

@@ -76,12 +76,12 @@ def canary_file(tmp_path):
     return path
 
 
-def instance_configs(sshd, kube_api, plugin_services, closed_port, resolver, canary_file):
+def instance_configs(sshd, kube, plugin_services, closed_port, resolver, canary_file):
     """(connection_type, port, connection_config, jobs) for each credential field."""
     enc = resolver.encrypt
     ssh = {"username": sshd.username, "trust_on_first_use": True}
     key = {**ssh, "private_key": enc(sshd.rsa_private_key)}
-    kube = {"api_url": kube_api.url, "ca_cert": kube_api.ca_pem}
+    kube_access = {"api_url": kube.url, "ca_cert": kube.ca_pem}
     http = {"url": plugin_services.url("bearer") + "/health"}
     both, health = ("check_instance", "discover_instance"), ("check_instance",)
     return [
@@ -92,9 +92,9 @@ def instance_configs(sshd, kube_api, plugin_services, closed_port, resolver, can
         ("ssh", sshd.port, {**ssh, "password": CLEAR}, both),
         ("docker_api", None, {"docker_host": f"tcp://127.0.0.1:{closed_port}", "tls": True,
                               "client_cert": FAKE_CERT, "client_key": enc(FAKE_KEY)}, both),
-        ("kubernetes", None, {**kube, "token": enc(kube_api.token)}, both),
-        ("kubernetes", None, {**kube, "token": enc(CANARY)}, both),
-        ("kubernetes", None, {**kube, "token": CLEAR}, health),
+        ("kubernetes", None, {**kube_access, "token": enc(kube.token)}, both),
+        ("kubernetes", None, {**kube_access, "token": enc(CANARY)}, both),
+        ("kubernetes", None, {**kube_access, "token": CLEAR}, health),
         ("http", None, {**http, "bearer_token": enc(CANARY)}, health),
         ("http", None, {**http, "bearer_token": enc(plugin_services.state.bearer)}, health),
     ]  # fmt: skip
@@ -243,12 +243,12 @@ def canary_columns(needles: list[str]) -> set[tuple[str, str, str]]:
 
 
 def test_no_secret_leaks_into_logs_redis_flower_results_or_the_database(
-    tmp_path, database_url, private_redis, agent_key, canary_file, add_instance, sshd, kube_api,
+    tmp_path, database_url, private_redis, agent_key, canary_file, add_instance, sshd, kube,
     plugin_services, closed_port, installations, mcp_server_ids,
 ):  # fmt: skip
     """Every credential, right or wrong, stays in worker memory: no log, key, page or row has it."""
     key, resolver = agent_key
-    configs = instance_configs(sshd, kube_api, plugin_services, closed_port, resolver, canary_file)
+    configs = instance_configs(sshd, kube, plugin_services, closed_port, resolver, canary_file)
     instances = [(add_instance(kind, port=port, config=config), jobs)
                  for kind, port, config, jobs in configs]  # fmt: skip
     worker, flower, flower_url = worker_and_flower(tmp_path, database_url, private_redis, key)
@@ -262,7 +262,7 @@ def test_no_secret_leaks_into_logs_redis_flower_results_or_the_database(
     finally:
         kill_group(worker)
         kill_group(flower)
-    secrets_ = [CANARY, key, sshd.password, sshd.rsa_passphrase, kube_api.token,
+    secrets_ = [CANARY, key, sshd.password, sshd.rsa_passphrase, kube.token,
                 plugin_services.state.api_key, plugin_services.state.bearer,
                 plugin_services.state.client_secret]  # fmt: skip
     outcomes = json.dumps([(r.state, repr(r.result), r.traceback) for r in sent])

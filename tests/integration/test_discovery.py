@@ -1,4 +1,4 @@
-"""Discoverers against real servers: Podman's Docker API, a real sshd, the fake Kubernetes API."""
+"""Discoverers against real servers: Podman's Docker API and a real sshd (Kubernetes: apart)."""
 
 import pytest
 
@@ -151,71 +151,3 @@ def test_a_changed_host_key_stops_discovery_before_anything_is_sent(sshd, ssh_di
     other = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEi4EvOdT2UQL4eQQ5rd0Cf+5z3Y7T4iP3tC5l5oI1Ef"
     outcome = ssh_discovery(sshd, host_key=other)
     assert outcome.error_class is ErrorClass.HOST_KEY
-
-
-# --- Kubernetes ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def kube_discovery(kube_api, resolver):
-    def discover(**extra):
-        config = {
-            "api_url": kube_api.url,
-            "token": resolver.encrypt(kube_api.token),
-            "ca_cert": kube_api.ca_pem,
-            **extra,
-        }
-        return discoverer_for("kubernetes", "", None, config, resolver, 10).run()
-
-    return discover
-
-
-@pytest.fixture
-def workloads(kube_api):
-    store = kube_api.store
-    store.add_deployment("web", "shop", replicas=3)
-    store.add_deployment("worker", "shop", replicas=3, ready=1)
-    store.add_deployment("paused", "shop", replicas=0, ready=0)
-    store.add_statefulset("db", "shop", replicas=2, ready=0)
-    store.add_daemonset("node-exporter", "monitoring", desired=3)
-    store.add_service("web", "shop", port=8080)
-    store.add_deployment("other", "default")
-    return store
-
-
-def test_workloads_and_services_are_found_with_status_from_replicas(kube_discovery, workloads):
-    found = {(s.type, s.name): s for s in kube_discovery().services}
-    assert found["kubernetes_deployment", "shop/web"].status == "running"
-    assert found["kubernetes_deployment", "shop/worker"].status == "degraded"
-    assert found["kubernetes_deployment", "shop/paused"].status == "stopped"
-    assert found["kubernetes_statefulset", "shop/db"].status == "error"
-    exporter = found["kubernetes_daemonset", "monitoring/node-exporter"]
-    assert exporter.service_config["replicas"] == {"desired": 3, "ready": 3}
-    web = found["kubernetes_deployment", "shop/web"]
-    assert web.service_config["images"] == ["registry.k8s.io/pause:3.10"]
-    assert web.service_config["labels"] == {"app": "web"}
-    service = found["kubernetes_service", "shop/web"]
-    assert service.status == "running"
-    assert service.endpoints[0]["host"] == "web.shop.svc"
-    assert service.endpoints[0]["port"] == 8080
-
-
-def test_a_namespace_filter_reads_only_those_namespaces(kube_discovery, workloads, kube_api):
-    found = by_name(kube_discovery(namespaces=["shop"]))
-    assert {name.split("/")[0] for name in found} == {"shop"}
-    assert not any("for_all_namespaces" in r.path for r in kube_api.requests)
-    assert kube_api.requests_to("/apis/apps/v1/namespaces/shop/deployments")
-
-
-def test_lists_are_paged(kube_discovery, kube_api):
-    for i in range(7):
-        kube_api.store.add_deployment(f"app-{i}", "shop")
-    found = by_name(kube_discovery(page_size=3))
-    assert len(found) == 7
-    assert len(kube_api.requests_to("/apis/apps/v1/deployments")) == 3
-
-
-def test_a_wrong_token_fails_discovery_without_showing_it(kube_discovery, resolver, kube_api):
-    outcome = kube_discovery(token=resolver.encrypt("canary-token-9a1b"))
-    assert outcome.error_class is ErrorClass.AUTH
-    assert "canary-token-9a1b" not in outcome.message

@@ -10,7 +10,7 @@ import yaml
 from agent.credentials import SecretResolver
 from agent.probes import kubernetes
 from agent.probes.base import ErrorClass, ProbeError, Status
-from tests.fakes.kube_api import generate_ca_pem, kubeconfig_yaml
+from tests.fixtures.kube_apiserver import generate_ca_pem, kubeconfig
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -187,15 +187,12 @@ def kubeconfig_connection(document: dict | str, monkeypatch, **config) -> kubern
     return kubernetes.connection_for(parsed, SecretResolver(None))
 
 
-def kubeconfig(**user) -> dict:
-    document = yaml.safe_load(kubeconfig_yaml("https://10.0.0.1:6443", CA_PEM, "canary-kube-token"))
-    if user:
-        document["users"][0]["user"] = user
-    return document
+def kubeconfig_of(**user) -> dict:
+    return kubeconfig("https://10.0.0.1:6443", CA_PEM, user or {"token": "canary-kube-token"})
 
 
 def test_a_kubeconfig_gives_its_server_ca_and_token(monkeypatch):
-    connection = kubeconfig_connection(kubeconfig(), monkeypatch)
+    connection = kubeconfig_connection(kubeconfig_of(), monkeypatch)
 
     assert (connection.server, connection.ca_pem, connection.verify) == (
         "https://10.0.0.1:6443",
@@ -210,7 +207,7 @@ def test_a_kubeconfig_client_certificate_is_read_from_its_data(monkeypatch):
     encoded = base64.b64encode(b"-----BEGIN CERTIFICATE-----\n").decode()
     user = {"client-certificate-data": encoded, "client-key-data": encoded}
 
-    connection = kubeconfig_connection(kubeconfig(**user), monkeypatch)
+    connection = kubeconfig_connection(kubeconfig_of(**user), monkeypatch)
 
     assert connection.client_cert_pem.startswith("-----BEGIN")
     assert connection.token is None
@@ -219,12 +216,12 @@ def test_a_kubeconfig_client_certificate_is_read_from_its_data(monkeypatch):
 @pytest.mark.parametrize("method", ["exec", "auth-provider"])
 def test_a_kubeconfig_user_with_a_plugin_is_refused(monkeypatch, method):
     with pytest.raises(ProbeError, match=method) as caught:
-        kubeconfig_connection(kubeconfig(**{method: {"command": "aws"}}), monkeypatch)
+        kubeconfig_connection(kubeconfig_of(**{method: {"command": "aws"}}), monkeypatch)
     assert caught.value.error_class is ErrorClass.CONFIG
 
 
 def test_a_kubeconfig_cannot_turn_verification_off_by_itself(monkeypatch):
-    document = kubeconfig()
+    document = kubeconfig_of()
     document["clusters"][0]["cluster"]["insecure-skip-tls-verify"] = True
 
     with pytest.raises(ProbeError, match="insecure_skip_tls_verify: true"):
@@ -243,7 +240,7 @@ def test_a_kubeconfig_that_is_not_yaml_is_refused_without_quoting_it(monkeypatch
 
 
 def test_a_kubeconfig_with_a_broken_ca_is_refused(monkeypatch):
-    document = kubeconfig()
+    document = kubeconfig_of()
     document["clusters"][0]["cluster"]["certificate-authority-data"] = "%%%"
 
     with pytest.raises(ProbeError, match="certificate-authority-data is not base64"):
@@ -254,9 +251,9 @@ def test_a_client_is_built_without_touching_the_global_configuration(monkeypatch
     from kubernetes.client import Configuration
 
     before = Configuration.get_default_copy().host
-    connection = kubeconfig_connection(kubeconfig(), monkeypatch)
+    connection = kubeconfig_connection(kubeconfig_of(), monkeypatch)
 
-    with kubernetes.client_for(connection, timeout_s=3.0) as api:
+    with kubernetes.client_for(connection, kubernetes.Deadline(3.0)) as api:
         assert api.configuration.host == "https://10.0.0.1:6443"
         assert api.configuration.api_key == {"BearerToken": "canary-kube-token"}
         assert api.secrets == ("canary-kube-token",)

@@ -73,6 +73,8 @@ class Discovery:
 
     `types` are the service types this kind of discovery owns: only services of those types
     can be marked missing when they are not seen (a person's `application` row never is).
+    `unread` are (type, name prefix) pairs the discovery could not read (a Kubernetes
+    namespace it may not list): their services are never marked missing.
     """
 
     kind: str
@@ -81,6 +83,7 @@ class Discovery:
     error_class: ErrorClass | None = None
     message: str = ""
     duration_ms: float = 0.0
+    unread: tuple[tuple[str, str], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -113,6 +116,10 @@ class Discoverer(ABC):
         """Secret values to scrub from every message."""
         return ()
 
+    def unread(self) -> tuple[tuple[str, str], ...]:
+        """(type, name prefix) of services `discover()` could not read: none by default."""
+        return ()
+
     def classify(self, exc: BaseException) -> ErrorClass:
         """The error class of a failure."""
         return classify(exc)
@@ -137,6 +144,7 @@ class Discoverer(ABC):
             tuple(unique.values()),
             message=scrub(note, self.secrets()),
             duration_ms=_elapsed_ms(started),
+            unread=self.unread(),
         )
 
 

@@ -12,17 +12,24 @@ nodes it is scheduled on): `stopped` when none are desired, `running` when all a
 `degraded` when some are, `error` when none are. A Service is `running`; its endpoints are
 its ports (host `<name>.<namespace>.svc`, with cluster IP, target port and node port).
 `service_config` holds kind, namespace, labels (secret-looking values scrubbed), replica
-counts and the images of the pod template: never a pod spec's environment.
+counts and the images of the pod template: never a pod spec's environment. A headless
+Service's `clusterIP: "None"` is no cluster IP; `default/kubernetes` (the API server's own
+Service) is not reported.
+
+Each namespace (or kind, cluster-wide) is listed on its own: a List the credentials may not
+read (403) is named in the outcome's message and its services are `unread`, so
+reconciliation never marks them missing; only when every List is forbidden does discovery
+fail (`auth`). Lists are bounded like the probe's (`agent.probes.kubeapi`).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from kubernetes.client import AppsV1Api, CoreV1Api
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agent.credentials import SecretResolver
@@ -38,13 +45,15 @@ from agent.discovery.base import (
 from agent.probes import kubernetes as probe
 from agent.probes.base import ErrorClass, parse_config
 
-# kind: (service type, the kind's name in the client's List methods)
+# kind: (service type, the resource's plural in the API)
 WORKLOADS = {
-    "Deployment": ("kubernetes_deployment", "deployment"),
-    "StatefulSet": ("kubernetes_statefulset", "stateful_set"),
-    "DaemonSet": ("kubernetes_daemonset", "daemon_set"),
+    "Deployment": ("kubernetes_deployment", "deployments"),
+    "StatefulSet": ("kubernetes_statefulset", "statefulsets"),
+    "DaemonSet": ("kubernetes_daemonset", "daemonsets"),
 }
 SERVICE_TYPE = "kubernetes_service"
+# The API server's own Service, in every cluster: the control plane, not a workload.
+CONTROL_PLANE_SERVICE = ("default", "kubernetes")
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
@@ -116,7 +125,7 @@ def service_endpoints(obj: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [
         {
             "host": f"{name}.{namespace}.svc",
-            "cluster_ip": spec.get("clusterIP"),
+            "cluster_ip": _cluster_ip(spec.get("clusterIP")),
             "port": port.get("port"),
             "protocol": str(port.get("protocol") or "TCP").lower(),
             "name": port.get("name"),
@@ -125,6 +134,11 @@ def service_endpoints(obj: Mapping[str, Any]) -> list[dict[str, Any]]:
         }
         for port in spec.get("ports") or ()
     ]
+
+
+def _cluster_ip(value: Any) -> str | None:
+    """A Service's cluster IP; a headless Service's `"None"` (or none at all) is None."""
+    return None if value in (None, "", "None") else str(value)
 
 
 def service_service(obj: Mapping[str, Any]) -> DiscoveredService:
@@ -143,16 +157,47 @@ def service_service(obj: Mapping[str, Any]) -> DiscoveredService:
     )
 
 
-def list_calls(
-    api: Any, kind: str, namespaces: tuple[str, ...] | None
-) -> Iterator[tuple[Callable[..., Any], str]]:
-    """The List calls of `kind` (and their names) that cover the wanted namespaces."""
-    if namespaces is None:
-        yield getattr(api, f"list_{kind}_for_all_namespaces"), f"list {kind}s"
-        return
-    for namespace in namespaces:
-        call = getattr(api, f"list_namespaced_{kind}")
-        yield partial(call, namespace), f"list {kind}s in {namespace}"
+@dataclass(frozen=True)
+class Read:
+    """One List discovery reads: where, what it makes, and what it leaves unread if forbidden."""
+
+    listing: probe.Listing
+    make: Callable[[Mapping[str, Any]], DiscoveredService | None]
+    unread: tuple[str, str]  # (service type, name prefix) kept as they are when forbidden
+
+
+def _service_unless_control_plane(obj: Mapping[str, Any]) -> DiscoveredService | None:
+    return None if _name(obj) == CONTROL_PLANE_SERVICE else service_service(obj)
+
+
+def _resources() -> list[tuple[str, str, str, Callable[[Mapping[str, Any]], Any]]]:
+    """(API group path, plural, service type, maker) of every resource discovery lists."""
+    workloads = [
+        ("/apis/apps/v1", plural, service_type, partial(workload_service, kind))
+        for kind, (service_type, plural) in WORKLOADS.items()
+    ]
+    return [*workloads, ("/api/v1", "services", SERVICE_TYPE, _service_unless_control_plane)]
+
+
+def reads(namespaces: tuple[str, ...] | None) -> Iterator[Read]:
+    """The Lists that cover the wanted namespaces (None: cluster-wide Lists)."""
+    for namespace in namespaces or (None,):
+        scope = f"/namespaces/{namespace}" if namespace else ""
+        where = f" in {namespace}" if namespace else ""
+        prefix = f"{namespace}/" if namespace else ""
+        for group, plural, service_type, make in _resources():
+            listing = probe.Listing(f"{group}{scope}/{plural}", plural, f"list {plural}{where}")
+            yield Read(listing, make, (service_type, prefix))
+
+
+def _append(make):
+    def step(found: list[DiscoveredService], obj: Mapping[str, Any]) -> list[DiscoveredService]:
+        service = make(obj)
+        if service is not None:
+            found.append(service)
+        return found
+
+    return step
 
 
 class KubernetesDiscoverer(Discoverer):
@@ -173,31 +218,47 @@ class KubernetesDiscoverer(Discoverer):
         self._resolver = resolver
         self.timeout_s = timeout_s
         self._secrets: tuple[str, ...] = ()
+        self._unread: tuple[tuple[str, str], ...] = ()
 
     def discover(self) -> tuple[list[DiscoveredService], str]:
-        """Every workload and Service in the wanted namespaces."""
+        """Every workload and Service in the wanted namespaces that the credentials may list."""
         config = probe.parse_config(*self._raw)
         options = parse_config(Options, self._raw[2] or {})
         deadline = probe.Deadline(self.timeout_s)
-        with probe.api_client_for(config, self._resolver, self.timeout_s) as api:
+        with probe.api_client_for(config, self._resolver, deadline) as api:
             self._secrets = api.secrets
-            found = list(self._read(api, options.namespaces, deadline, config.page_size))
+            found, forbidden = self._read(
+                api, list(reads(options.namespaces)), deadline, config.limits
+            )
         where = ", ".join(options.namespaces) if options.namespaces else "all namespaces"
-        return found, f"{len(found)} workloads and services in {where}"
+        note = f"{len(found)} workloads and services in {where}"
+        if forbidden:
+            note += f"; WARNING: forbidden (HTTP 403, left as they were): {', '.join(forbidden)}"
+        return found, note
 
-    def _read(self, api: Any, namespaces, deadline, page_size: int) -> Iterator[DiscoveredService]:
-        apps, core = AppsV1Api(api), CoreV1Api(api)
-        for kind, (_, method) in WORKLOADS.items():
-            for call, what in list_calls(apps, method, namespaces):
-                for obj in probe.list_items(call, deadline, page_size, what):
-                    yield workload_service(kind, obj)
-        for call, what in list_calls(core, "service", namespaces):
-            for obj in probe.list_items(call, deadline, page_size, what):
-                yield service_service(obj)
+    def _read(self, api, wanted: list[Read], deadline, limits) -> tuple[list, list[str]]:
+        found: list[DiscoveredService] = []
+        forbidden: list[str] = []
+        unread: list[tuple[str, str]] = []
+        for read in wanted:
+            step = _append(read.make)
+            items = probe.readable(api, read.listing, deadline, limits, list, step, forbidden)
+            if items is None:
+                unread.append(read.unread)
+            else:
+                found += items
+        if len(unread) == len(wanted):  # nothing at all may be read: a failure, not a warning
+            raise probe.Forbidden(f"forbidden (HTTP 403): {', '.join(forbidden)}", "everything")
+        self._unread = tuple(unread)
+        return found, forbidden
 
     def secrets(self) -> Iterable[str]:
         """The token and client key resolved for this discovery."""
         return self._secrets
+
+    def unread(self) -> tuple[tuple[str, str], ...]:
+        """(type, name prefix) of the services a forbidden List left unread."""
+        return self._unread
 
     def classify(self, exc: BaseException) -> ErrorClass:
         """Client failures by what they wrap, like the probe."""

@@ -12,17 +12,19 @@ own `Configuration` and `ApiClient` from the instance's `connection_config`, and
 TLS is always verified unless `insecure_skip_tls_verify: true` is given explicitly; the
 result then says so at WARNING level. `api_client_for()` is the one place that builds a
 client, so discovery lists workloads with the same connection rules.
+
+Every read is bounded by the check's deadline and a size cap (`agent.probes.kubeapi`).
+Credentials that may not list nodes or pods (403) still get readiness and version: the
+result is a WARNING naming the forbidden Lists, and keeps the facts it could read.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 import ssl
 import tempfile
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -31,7 +33,7 @@ from typing import Any
 
 import urllib3
 import yaml
-from kubernetes.client import ApiClient, Configuration, CoreV1Api, VersionApi
+from kubernetes.client import ApiClient, Configuration
 from kubernetes.client.exceptions import ApiException
 from kubernetes.utils import parse_quantity
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -40,6 +42,20 @@ from agent.credentials import PREFIXES, CredentialError, SecretResolver
 from agent.probes.base import ErrorClass, Observation, Probe, ProbeError, Status
 from agent.probes.base import classify as classify_standard
 from agent.probes.base import parse_config as base_parse_config
+from agent.probes.kubeapi import (
+    SMALL_BODY_BYTES,
+    Deadline,
+    Forbidden,
+    Limits,
+    Listing,
+    bounded,
+    fold_list,
+    get,
+    parse_json,
+    status_error,
+    status_message,
+    watch_sockets,
+)
 
 KIND = "kubernetes"
 DEFAULT_PORT = 6443
@@ -79,6 +95,8 @@ class Config(BaseModel):
     verify_tls: bool = True
     insecure_skip_tls_verify: bool = False
     page_size: int = Field(default=500, ge=1, le=5000)
+    max_response_bytes: int = Field(default=16 * 1024 * 1024, ge=64 * 1024, le=1024**3)
+    max_items: int = Field(default=100_000, ge=1, le=10_000_000)
 
     @field_validator("kubeconfig", "token")
     @classmethod
@@ -120,6 +138,11 @@ class Config(BaseModel):
     def verify(self) -> bool:
         """Whether the server's certificate is verified."""
         return not self.insecure_skip_tls_verify
+
+    @property
+    def limits(self) -> Limits:
+        """How Lists are paged and capped."""
+        return Limits(self.page_size, self.max_response_bytes, self.max_items)
 
     @property
     def server(self) -> str:
@@ -260,24 +283,30 @@ def _kubeconfig_data(entry: Mapping[str, Any], key: str) -> str | None:
 
 
 class KubeApiClient(ApiClient):
-    """An `ApiClient` whose calls all carry a timeout, and which knows the secrets it holds."""
+    """An `ApiClient` bound to one check's deadline, which knows the secrets it holds."""
 
-    def __init__(self, configuration: Configuration, timeout_s: float, secrets: Iterable[str]):
+    def __init__(self, configuration: Configuration, deadline: Deadline, secrets: Iterable[str]):
         super().__init__(configuration)
-        self.timeout_s = timeout_s
+        self.deadline = deadline
         self.secrets = tuple(secrets)
+        watch_sockets(self, deadline)
 
     def call_api(
         self, method, url, header_params=None, body=None, post_params=None, _request_timeout=None
     ):
-        """Make one request, within `timeout_s` unless the caller gives a timeout."""
-        timeout = _request_timeout or self.timeout_s
+        """Make one request, within what is left of the deadline unless the caller says less."""
+        timeout = _request_timeout or self.deadline.remaining()
         return super().call_api(
             method, url, header_params, body, post_params, _request_timeout=timeout
         )
 
+    def close(self) -> None:
+        """Close the connections and stop the deadline's timer."""
+        self.deadline.cancel()
+        super().close()
 
-def client_for(connection: Connection, timeout_s: float) -> KubeApiClient:
+
+def client_for(connection: Connection, deadline: Deadline) -> KubeApiClient:
     """A client for `connection`, built from a fresh `Configuration` (no global state)."""
     configuration = Configuration(
         host=connection.server,
@@ -289,7 +318,7 @@ def client_for(connection: Connection, timeout_s: float) -> KubeApiClient:
     if connection.token:
         configuration.api_key = {"BearerToken": connection.token}
         configuration.api_key_prefix = {"BearerToken": "Bearer"}
-    client = KubeApiClient(configuration, timeout_s, connection.secrets)
+    client = KubeApiClient(configuration, deadline, connection.secrets)
     if connection.client_cert_pem:
         # urllib3 loads client certificates only from files; a context loaded once does not.
         pool_kw = client.rest_client.pool_manager.connection_pool_kw
@@ -316,9 +345,9 @@ def _client_cert_context(connection: Connection) -> ssl.SSLContext:
     return context
 
 
-def api_client_for(config: Config, resolver: SecretResolver, timeout_s: float) -> KubeApiClient:
+def api_client_for(config: Config, resolver: SecretResolver, deadline: Deadline) -> KubeApiClient:
     """The one place a Kubernetes client is built from a config (the probe and discovery)."""
-    return client_for(connection_for(config, resolver), timeout_s)
+    return client_for(connection_for(config, resolver), deadline)
 
 
 # --- errors ------------------------------------------------------------------------------
@@ -368,43 +397,24 @@ def explain(exc: BaseException) -> tuple[ErrorClass, BaseException]:
 
 def _describe(cause: BaseException) -> str:
     if isinstance(cause, ApiException):
-        return f"HTTP {cause.status} {cause.reason or ''}".rstrip() + _status_message(cause.body)
+        return f"HTTP {cause.status} {cause.reason or ''}".rstrip() + status_message(cause.body)
     return str(cause) or type(cause).__name__
 
 
-def _status_message(body: Any) -> str:
-    try:
-        message = json.loads(body).get("message")
-    except (TypeError, ValueError, AttributeError):
-        return ""
-    return f": {message}" if isinstance(message, str) and message else ""
-
-
 @contextmanager
-def calling(what: str) -> Iterator[None]:
-    """Turn a client failure inside the block into a `ProbeError` that names `what`."""
-    try:
-        yield
-    except ProbeError:
-        raise
-    except Exception as exc:
-        error_class, cause = explain(exc)
-        raise ProbeError(error_class, f"{what}: {_describe(cause)}") from exc
+def calling(what: str, deadline: Deadline) -> Iterator[None]:
+    """Turn a client failure inside the block into a `ProbeError` that names `what`.
 
-
-class Deadline:
-    """The time left of one check's budget, for each call's `_request_timeout`."""
-
-    def __init__(self, budget_s: float) -> None:
-        self.budget_s = budget_s
-        self._ends = time.monotonic() + budget_s
-
-    def remaining(self) -> float:
-        """Seconds left; a `ProbeError(TIMEOUT)` once there are none."""
-        left = self._ends - time.monotonic()
-        if left <= 0:
-            raise ProbeError(ErrorClass.TIMEOUT, f"the check took more than {self.budget_s:g}s")
-        return left
+    Anything failing once the deadline has passed (its timer shuts the sockets) is a TIMEOUT.
+    """
+    with bounded(deadline):
+        try:
+            yield
+        except ProbeError:
+            raise
+        except Exception as exc:
+            error_class, cause = explain(exc)
+            raise ProbeError(error_class, f"{what}: {_describe(cause)}") from exc
 
 
 # --- what the API says -------------------------------------------------------------------
@@ -525,25 +535,8 @@ def summarize_pods(pods: Iterable[Mapping[str, Any]]) -> Pods:
     return summary
 
 
-def list_items(
-    list_call: Callable[..., Any], deadline: Deadline, page_size: int, what: str
-) -> Iterator[dict[str, Any]]:
-    """Every item of a List call, fetched `page_size` at a time (`limit` and `continue`)."""
-    token = None
-    while True:
-        with calling(what):
-            response = list_call(
-                limit=page_size,
-                _continue=token,
-                _preload_content=False,  # plain JSON: no model objects for thousands of pods
-                _request_timeout=deadline.remaining(),
-            )
-            page = json.loads(response.data)
-            response.release_conn()
-        yield from page.get("items") or ()
-        token = (page.get("metadata") or {}).get("continue")
-        if not token:
-            return
+NODES = Listing("/api/v1/nodes", "nodes", "list nodes")
+PODS = Listing("/api/v1/pods", "pods", "list pods")
 
 
 @dataclass(frozen=True)
@@ -556,29 +549,33 @@ class Readiness:
 
 def readiness(api: ApiClient, deadline: Deadline) -> Readiness:
     """GET /readyz, or /version when a server does not serve /readyz to us (404, 403)."""
-    with calling("GET /readyz"):
-        request = api.param_serialize("GET", "/readyz", auth_settings=["BearerToken"])
-        response = api.call_api(*request, _request_timeout=deadline.remaining())
-        body = response.read().decode(errors="replace")
-    if response.status == 200:
+    with calling("GET /readyz", deadline):
+        answer = get(api, "/readyz", deadline, SMALL_BODY_BYTES)
+    if answer.status == 200:
         return Readiness(True, "readyz ok")
-    if response.status == 401:
+    if answer.status == 401:
         raise ProbeError(ErrorClass.AUTH, "GET /readyz: HTTP 401 Unauthorized")
-    if response.status in (403, 404):
-        return Readiness(True, f"readyz answered {response.status}; /version answered")
-    failed = [line for line in body.splitlines() if line.startswith("[-]")]
-    return Readiness(False, f"readyz failed (HTTP {response.status})" + _listed(failed))
+    if answer.status in (403, 404):
+        return Readiness(True, f"readyz answered {answer.status}; /version answered")
+    lines = answer.body.decode(errors="replace").splitlines()
+    failed = [line for line in lines if line.startswith("[-]")]
+    return Readiness(False, f"readyz failed (HTTP {answer.status})" + _listed(failed))
 
 
 def _listed(lines: list[str]) -> str:
-    return (": " + ", ".join(line[3:] for line in lines[:5])) if lines else ""
+    return (": " + ", ".join(line[3:][:100] for line in lines[:5])) if lines else ""
 
 
 def server_version(api: ApiClient, deadline: Deadline) -> Mapping[str, str]:
     """The server's gitVersion and platform, from /version."""
-    with calling("GET /version"):
-        info = VersionApi(api).get_code(_request_timeout=deadline.remaining())
-    return {"server_version": info.git_version, "platform": info.platform}
+    with calling("GET /version", deadline):
+        answer = get(api, "/version", deadline, SMALL_BODY_BYTES)
+    if answer.status != 200:
+        raise status_error(answer, "GET /version")
+    info = parse_json(answer.body, "GET /version")
+    if not isinstance(info, dict) or not isinstance(info.get("gitVersion"), str):
+        raise ProbeError(ErrorClass.PROTOCOL, "GET /version: the answer has no gitVersion")
+    return {"server_version": info["gitVersion"][:100], "platform": str(info.get("platform"))[:100]}
 
 
 # --- the probe ---------------------------------------------------------------------------
@@ -586,23 +583,32 @@ def server_version(api: ApiClient, deadline: Deadline) -> Mapping[str, str]:
 
 @dataclass(frozen=True)
 class Survey:
-    """Everything one check read from the API server."""
+    """Everything one check read from the API server; None where it was forbidden."""
 
     readiness: Readiness
     version: Mapping[str, str]
-    nodes: Nodes
-    pods: Pods
+    nodes: Nodes | None
+    pods: Pods | None
+    forbidden: tuple[str, ...] = ()
 
 
-def survey(api: ApiClient, deadline: Deadline, page_size: int, ready: Readiness) -> Survey:
-    """Read version, nodes and pods from the API server."""
+def readable(api, listing: Listing, deadline: Deadline, limits: Limits, start, step, forbidden):
+    """`fold_list` of `listing`, or None (its resource added to `forbidden`) on HTTP 403."""
+    try:
+        with calling(listing.what, deadline):
+            return fold_list(api, listing, deadline, limits, start, step)
+    except Forbidden:
+        forbidden.append(listing.what)
+        return None
+
+
+def survey(api: ApiClient, deadline: Deadline, limits: Limits, ready: Readiness) -> Survey:
+    """Read version, nodes and pods; what the credentials may not list is left out."""
     version = server_version(api, deadline)
-    core = CoreV1Api(api)
-    nodes = summarize_nodes(list_items(core.list_node, deadline, page_size, "list nodes"))
-    pods = summarize_pods(
-        list_items(core.list_pod_for_all_namespaces, deadline, page_size, "list pods")
-    )
-    return Survey(ready, version, nodes, pods)
+    forbidden: list[str] = []
+    nodes = readable(api, NODES, deadline, limits, Nodes, Nodes.add, forbidden)
+    pods = readable(api, PODS, deadline, limits, Pods, Pods.add, forbidden)
+    return Survey(ready, version, nodes, pods, tuple(forbidden))
 
 
 def _worst(statuses: Iterable[Status]) -> Status:
@@ -611,20 +617,16 @@ def _worst(statuses: Iterable[Status]) -> Status:
 
 def verdict(seen: Survey, verify: bool) -> Observation:
     """The status, checks, facts and message of a survey."""
-    nodes, pods = seen.nodes, seen.pods
     checks = {
         CHECK_API: Status.OK if seen.readiness.ready else Status.CRITICAL,
-        CHECK_NODES: _nodes_status(nodes),
-        CHECK_PODS: Status.WARNING if pods.not_ready else Status.OK,
+        CHECK_NODES: _nodes_status(seen.nodes),
+        CHECK_PODS: _pods_status(seen.pods),
     }
     if not verify:
         checks[CHECK_TLS] = Status.WARNING
-    message = [
-        f"{seen.version['server_version']}: {seen.readiness.detail}",
-        f"{nodes.ready}/{nodes.total} nodes ready"
-        + (f" ({nodes.unknown} Unknown)" if nodes.unknown else ""),
-        f"{pods.not_ready} of {pods.total} pods not ready",
-    ]
+    message = [f"{seen.version['server_version']}: {seen.readiness.detail}", *_counts(seen)]
+    if seen.forbidden:
+        message.append(f"WARNING: forbidden (HTTP 403): {', '.join(seen.forbidden)}")
     return Observation(
         facts=_facts(seen),
         checks=checks,
@@ -633,25 +635,44 @@ def verdict(seen: Survey, verify: bool) -> Observation:
     )
 
 
-def _nodes_status(nodes: Nodes) -> Status:
+def _counts(seen: Survey) -> list[str]:
+    nodes, pods, counts = seen.nodes, seen.pods, []
+    if nodes is not None:
+        unknown = f" ({nodes.unknown} Unknown)" if nodes.unknown else ""
+        counts.append(f"{nodes.ready}/{nodes.total} nodes ready{unknown}")
+    if pods is not None:
+        counts.append(f"{pods.not_ready} of {pods.total} pods not ready")
+    return counts
+
+
+def _nodes_status(nodes: Nodes | None) -> Status:
+    if nodes is None:  # forbidden: not judged, but not healthy either
+        return Status.WARNING
     if nodes.ready == 0:
         return Status.CRITICAL
     return Status.WARNING if nodes.not_ready else Status.OK
 
 
+def _pods_status(pods: Pods | None) -> Status:
+    return Status.WARNING if pods is None or pods.not_ready else Status.OK
+
+
 def _facts(seen: Survey) -> dict[str, Any]:
-    return {
-        **seen.version,
-        "api_ready": seen.readiness.ready,
-        "nodes_total": seen.nodes.total,
-        "nodes_ready": seen.nodes.ready,
-        "nodes_not_ready": seen.nodes.not_ready,
-        "nodes_unknown": seen.nodes.unknown,
-        "capacity": seen.nodes.capacity.as_dict(),
-        "allocatable": seen.nodes.allocatable.as_dict(),
-        "pods_total": seen.pods.total,
-        "pods_not_ready": seen.pods.not_ready,
-    }
+    facts: dict[str, Any] = {**seen.version, "api_ready": seen.readiness.ready}
+    if seen.nodes is not None:
+        facts |= {
+            "nodes_total": seen.nodes.total,
+            "nodes_ready": seen.nodes.ready,
+            "nodes_not_ready": seen.nodes.not_ready,
+            "nodes_unknown": seen.nodes.unknown,
+            "capacity": seen.nodes.capacity.as_dict(),
+            "allocatable": seen.nodes.allocatable.as_dict(),
+        }
+    if seen.pods is not None:
+        facts |= {"pods_total": seen.pods.total, "pods_not_ready": seen.pods.not_ready}
+    if seen.forbidden:
+        facts["forbidden"] = list(seen.forbidden)
+    return facts
 
 
 def _not_ready(ready: Readiness, exc: ProbeError) -> Observation:
@@ -692,19 +713,19 @@ class KubernetesProbe(Probe):
         """The token and client key this probe resolved, once it has."""
         return self._secrets
 
-    def api_client(self, config: Config) -> KubeApiClient:
+    def api_client(self, config: Config, deadline: Deadline) -> KubeApiClient:
         """The client this probe talks through; override to swap it."""
-        return api_client_for(config, self.resolver, self.timeout_s)
+        return api_client_for(config, self.resolver, deadline)
 
     def check(self) -> Observation:
         """Survey the cluster within `timeout_s` and judge what it says."""
         config = self.config()
         deadline = Deadline(self.timeout_s)
-        with self.api_client(config) as api:
+        with self.api_client(config, deadline) as api:
             self._secrets = api.secrets
             ready = readiness(api, deadline)
             try:
-                seen = survey(api, deadline, config.page_size, ready)
+                seen = survey(api, deadline, config.limits, ready)
             except ProbeError as exc:
                 if ready.ready or exc.error_class is ErrorClass.AUTH:
                     raise

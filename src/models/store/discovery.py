@@ -57,6 +57,9 @@ _MARK_MISSING = text(
       AND type = ANY(CAST(:types AS text[]))
       AND last_seen IS DISTINCT FROM now()
       AND status IS DISTINCT FROM :missing
+      AND NOT EXISTS (
+          SELECT 1 FROM jsonb_to_recordset(CAST(:unread AS jsonb)) AS u(type text, prefix text)
+          WHERE u.type = instance_services.type AND starts_with(instance_services.name, u.prefix))
     RETURNING id
     """
 )
@@ -128,15 +131,22 @@ def reconcile(
     services: Sequence[DiscoveredService],
     owned_types: Collection[str],
     plugins: Mapping[tuple[str, str], str | None],
+    unread: Collection[tuple[str, str]] = (),
 ) -> Reconciled:
     """Upsert `services`, mark the unseen of `owned_types` missing, and set plugin matches.
 
-    `plugins` maps (name, type) to the id of the plugin that manages it, or None.
+    `plugins` maps (name, type) to the id of the plugin that manages it, or None. Services
+    of a (type, name prefix) in `unread` were not read, so they are never marked missing.
     """
     seen = _upsert(session, instance_id, services) if services else []
     missing = session.execute(
         _MARK_MISSING,
-        {"instance_id": instance_id, "types": sorted(owned_types), "missing": MISSING},
+        {
+            "instance_id": instance_id,
+            "types": sorted(owned_types),
+            "missing": MISSING,
+            "unread": json.dumps([{"type": t, "prefix": p} for t, p in unread]),
+        },
     ).all()
     wanted = [
         {"service_id": str(row.id), "plugin_id": plugins.get((row.name, row.type))} for row in seen

@@ -1,1 +1,0 @@
-"""In-process fakes of servers that cannot run on a test machine."""
