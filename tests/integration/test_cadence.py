@@ -1,0 +1,205 @@
+"""The check cadence is the configured interval, on a fake clock: nothing sleeps an interval.
+
+The due rule and the leases read only the database's clock, so moving every stored time they
+compare (last checks, lease expiries) back by some seconds is that clock moving forward by as
+many: the sweeps, refreshes and batches below run unchanged, on the real PostgreSQL, against
+real loopback TCP ports and HTTP services.
+"""
+
+import socket
+import uuid
+
+import pytest
+from sqlalchemy import delete, select, text
+
+from agent.plugins.client import close_shared_pool
+from agent.settings import get_settings
+from models import (
+    InfrastructureInstance,
+    McpServer,
+    ServiceInstallation,
+    ServiceRegistry,
+    Space,
+    queries,
+)
+from models.agent import AgentLease
+from models.session import session_scope
+from tasks import health, plugins
+
+pytestmark = pytest.mark.integration
+
+INTERVAL_S = 60
+# Beat sends each sweep on time, then a tenth of an interval late, early, late...; each check
+# starts a fifth of an interval after the sweep that sent it (queue and jitter).
+SWEEP_OFFSETS_S = [0, 6, -6, 6, -6, 6, -6]
+CHECK_DELAY_S = 12
+
+# Every column a due rule or a lease compares, by table.
+DATED = {
+    "infrastructure_instances": "last_health_check",
+    "service_installations": "last_health_check",
+    "mcp_server": "last_health_check",
+    "agent_leases": "expires_at",
+}
+
+
+class FakeClock:
+    """Seconds since the start of the test, moved forward by dating the database back."""
+
+    def __init__(self):
+        self.now_s = 0.0
+
+    def advance_to(self, now_s):
+        step = now_s - self.now_s
+        assert step >= 0, "a clock only moves forward"
+        with session_scope() as session:
+            for table, column in DATED.items():
+                session.execute(
+                    text(f"UPDATE {table} SET {column} = {column} - make_interval(secs => :s)"),
+                    {"s": step},
+                )
+        self.now_s = now_s
+
+
+@pytest.fixture
+def clock(database_url, monkeypatch):
+    """A fake clock over a database where only this test's targets are due."""
+    monkeypatch.setenv("AGENT_HEALTH_INTERVAL_S", str(INTERVAL_S))
+    monkeypatch.setenv("AGENT_PLUGINS_INTERVAL_S", str(INTERVAL_S))
+    monkeypatch.setenv("AGENT_HEALTH_JITTER_S", "0")
+    get_settings.cache_clear()
+    with session_scope() as session:
+        for model in (AgentLease, InfrastructureInstance, ServiceInstallation, McpServer):
+            session.execute(delete(model))
+    yield FakeClock()
+    close_shared_pool()
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def listening_port():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(64)
+        yield server.getsockname()[1]
+
+
+def add_instance(port, status):
+    with session_scope() as session:
+        row = InfrastructureInstance(
+            name=f"cadence-{uuid.uuid4().hex[:6]}",
+            type="vm",
+            host="127.0.0.1",
+            port=port,
+            connection_type="tcp",
+            connection_config={},
+            status=status,
+        )
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+@pytest.fixture
+def failing_installation(clock, plugin_services):
+    """An installation of a service whose health endpoint answers 500."""
+    with session_scope() as session:
+        space = Space(name=f"space-{uuid.uuid4().hex[:6]}")
+        service = ServiceRegistry(
+            name="Failing service",
+            slug=f"svc-{uuid.uuid4().hex[:8]}",
+            version="1.0",
+            provider="tests",
+            status="approved",
+            api_base_url=plugin_services.url("fail"),
+            api_auth_type="none",
+            api_auth_config={},
+            capabilities={},
+        )
+        session.add_all([space, service])
+        session.flush()
+        row = ServiceInstallation(service_id=service.id, space_id=space.id, status="active")
+        session.add(row)
+        session.flush()
+        ids = row.id, service.id, space.id
+    yield ids[0]
+    with session_scope() as session:
+        session.execute(delete(ServiceRegistry).where(ServiceRegistry.id == ids[1]))
+        session.execute(delete(Space).where(Space.id == ids[2]))
+
+
+def status_of(model, row_id):
+    with session_scope() as session:
+        return session.scalar(select(model.status).where(model.id == row_id))
+
+
+def run_ticks(clock, plan, run_batch, watched):
+    """Sweep at each interval (with beat's offsets), then run what it sent a moment later.
+
+    Returns, per sweep: the ids it sent, and the status of each watched row afterwards.
+    """
+    ticks = []
+    for n, offset_s in enumerate(SWEEP_OFFSETS_S):
+        clock.advance_to(n * INTERVAL_S + offset_s)
+        batches = plan(get_settings(), f"sweep-{n}") or []
+        clock.advance_to(clock.now_s + CHECK_DELAY_S)
+        for batch in batches:
+            run_batch(batch)
+        sent = {i for batch in batches for i in batch[-1]}
+        ticks.append((sent, {row: status_of(model, row) for row, model in watched.items()}))
+    return ticks
+
+
+def test_every_sweep_checks_every_instance_and_offline_comes_after_n_intervals(
+    clock, listening_port, closed_port
+):
+    up, down = add_instance(listening_port, "unknown"), add_instance(closed_port, "online")
+    settings = get_settings()
+    ticks = run_ticks(
+        clock,
+        health.plan_sweep,
+        lambda batch: health.run_batch(settings, batch[2], holder=batch[0]),
+        {up: InfrastructureInstance, down: InfrastructureInstance},
+    )
+    assert [sent for sent, _ in ticks] == [{up, down}] * len(SWEEP_OFFSETS_S)
+    failures = settings.health_failures_before_offline
+    down_statuses = [statuses[down] for _, statuses in ticks]
+    assert down_statuses.index("offline") == failures - 1  # the Nth check, N-1 intervals on
+    assert [statuses[up] for _, statuses in ticks][1] == "online"
+
+
+def test_every_refresh_checks_every_installation_and_error_comes_after_n_intervals(
+    clock, failing_installation
+):
+    settings = get_settings()
+    ticks = run_ticks(
+        clock,
+        plugins.plan_refresh,
+        lambda batch: plugins.run_batch(settings, batch[1], batch[2], holder=batch[0]),
+        {failing_installation: ServiceInstallation},
+    )
+    assert [sent for sent, _ in ticks] == [{failing_installation}] * len(SWEEP_OFFSETS_S)
+    statuses = [statuses[failing_installation] for _, statuses in ticks]
+    assert statuses.index("error") == settings.plugins_failures_before_error - 1
+
+
+def due_ids():
+    with session_scope() as session:
+        return [row.id for row in queries.due_instances(session, INTERVAL_S, 100)]
+
+
+def test_a_target_checked_less_than_half_an_interval_ago_is_not_due_yet(clock, closed_port):
+    instance = add_instance(closed_port, "online")
+    health.check_now(get_settings(), instance, holder="on-demand")
+    clock.advance_to(INTERVAL_S / 2 - 5)
+    assert due_ids() == []
+    clock.advance_to(INTERVAL_S / 2 + 5)
+    assert due_ids() == [instance]
+
+
+def test_a_sweep_within_half_an_interval_of_the_last_one_does_nothing(clock):
+    assert health.plan_sweep(get_settings(), "first") == []
+    clock.advance_to(INTERVAL_S / 2 - 5)
+    assert health.plan_sweep(get_settings(), "second") is None
+    clock.advance_to(INTERVAL_S / 2 + 5)
+    assert health.plan_sweep(get_settings(), "third") == []
