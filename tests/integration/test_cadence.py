@@ -1,16 +1,15 @@
 """The check cadence is the configured interval, on a fake clock: nothing sleeps an interval.
 
-The due rule and the leases read only the database's clock, so moving every stored time they
-compare (last checks, lease expiries) back by some seconds is that clock moving forward by as
-many: the sweeps, refreshes and batches below run unchanged, on the real PostgreSQL, against
-real loopback TCP ports and HTTP services.
+The sweeps, refreshes and batches run unchanged on the real PostgreSQL, against real loopback
+TCP ports and HTTP services; time moves on by dating the database back (`tests.fake_clock`).
 """
 
+import datetime as dt
 import socket
 import uuid
 
 import pytest
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, func, select, update
 
 from agent.plugins.client import close_shared_pool
 from agent.settings import get_settings
@@ -25,6 +24,7 @@ from models import (
 from models.agent import AgentLease
 from models.session import session_scope
 from tasks import health, plugins
+from tests.fake_clock import FakeClock
 
 pytestmark = pytest.mark.integration
 
@@ -33,32 +33,6 @@ INTERVAL_S = 60
 # starts a fifth of an interval after the sweep that sent it (queue and jitter).
 SWEEP_OFFSETS_S = [0, 6, -6, 6, -6, 6, -6]
 CHECK_DELAY_S = 12
-
-# Every column a due rule or a lease compares, by table.
-DATED = {
-    "infrastructure_instances": "last_health_check",
-    "service_installations": "last_health_check",
-    "mcp_server": "last_health_check",
-    "agent_leases": "expires_at",
-}
-
-
-class FakeClock:
-    """Seconds since the start of the test, moved forward by dating the database back."""
-
-    def __init__(self):
-        self.now_s = 0.0
-
-    def advance_to(self, now_s):
-        step = now_s - self.now_s
-        assert step >= 0, "a clock only moves forward"
-        with session_scope() as session:
-            for table, column in DATED.items():
-                session.execute(
-                    text(f"UPDATE {table} SET {column} = {column} - make_interval(secs => :s)"),
-                    {"s": step},
-                )
-        self.now_s = now_s
 
 
 @pytest.fixture
@@ -203,3 +177,14 @@ def test_a_sweep_within_half_an_interval_of_the_last_one_does_nothing(clock):
     assert health.plan_sweep(get_settings(), "second") is None
     clock.advance_to(INTERVAL_S / 2 + 5)
     assert health.plan_sweep(get_settings(), "third") == []
+
+
+def test_a_check_dated_in_the_future_is_due_at_once(clock, closed_port):
+    instance = add_instance(closed_port, "online")
+    with session_scope() as session:  # written by a worker whose clock ran two hours ahead
+        session.execute(
+            update(InfrastructureInstance)
+            .where(InfrastructureInstance.id == instance)
+            .values(last_health_check=func.now() + dt.timedelta(hours=2))
+        )
+    assert due_ids() == [instance]

@@ -1,0 +1,180 @@
+"""A worker whose wall clock is hours or a month ahead dates everything by the database's.
+
+The worker runs under libfaketime (Debian `faketime`), which moves its whole process tree's
+wall clock (`time.time()`, `datetime.now()`, ...) and leaves the monotonic clock alone, as an
+NTP-less host drifts. The database, on the same machine, keeps the true time.
+"""
+
+import datetime as dt
+import glob
+import socket
+import uuid
+
+import pytest
+from sqlalchemy import delete, select
+
+from models import (
+    InfrastructureInstance,
+    InstanceHealthHistory,
+    McpServer,
+    PluginHealthHistory,
+    ServiceInstallation,
+    ServiceRegistry,
+    Space,
+    queries,
+)
+from models.agent import AgentLease
+from models.session import session_scope
+from tests.e2e.processes import wait_until
+from tests.e2e.workers import private_redis, running_worker
+from tests.fake_clock import FakeClock
+from tests.support import missing_component
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+INTERVAL_S = 60
+TIMEOUT_S = 60
+# Round trips between the test, the worker and the database; nothing near a skew.
+SLACK = dt.timedelta(seconds=30)
+
+
+@pytest.fixture(scope="module")
+def libfaketime():
+    found = glob.glob("/usr/lib/*/faketime/libfaketime.so.1")
+    if not found:
+        missing_component("libfaketime", "faketime")
+    return found[0]
+
+
+@pytest.fixture(scope="module", params=["+2h", "+30d"])
+def skewed_worker(request, libfaketime, database_url, tmp_path_factory):
+    """A prefork worker whose wall clock runs ahead by the parameter, on a Redis of its own."""
+    environ = {
+        "LD_PRELOAD": libfaketime,
+        "FAKETIME": request.param,
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+    }
+    with (
+        private_redis() as (broker_url, _),
+        running_worker(
+            tmp_path_factory.mktemp("skewed"),
+            broker_url,
+            environ,
+            database_url=database_url,
+            health_interval_s=str(INTERVAL_S),
+            plugins_interval_s=str(INTERVAL_S),
+        ) as worker,
+    ):
+        yield worker
+
+
+@pytest.fixture
+def targets(database_url, plugin_services):
+    """Only these are due: a TCP instance on a listening port and a healthy installation."""
+    with session_scope() as session:
+        for model in (AgentLease, InfrastructureInstance, ServiceInstallation, McpServer):
+            session.execute(delete(model))
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        instance = InfrastructureInstance(
+            name=f"skew-{uuid.uuid4().hex[:6]}",
+            type="vm",
+            host="127.0.0.1",
+            port=server.getsockname()[1],
+            connection_type="tcp",
+            connection_config={},
+        )
+        space = Space(name=f"space-{uuid.uuid4().hex[:6]}")
+        service = ServiceRegistry(
+            name="Skew service",
+            slug=f"svc-{uuid.uuid4().hex[:8]}",
+            version="1.0",
+            provider="tests",
+            status="approved",
+            api_base_url=plugin_services.url("open"),
+            api_auth_type="none",
+            api_auth_config={},
+            capabilities={},
+        )
+        with session_scope() as session:
+            session.add_all([instance, space, service])
+            session.flush()
+            installation = ServiceInstallation(service_id=service.id, space_id=space.id)
+            session.add(installation)
+            session.flush()
+            ids = instance.id, installation.id
+        yield ids
+    with session_scope() as session:
+        session.execute(delete(InfrastructureInstance).where(InfrastructureInstance.id == ids[0]))
+        session.execute(delete(ServiceRegistry).where(ServiceRegistry.id == service.id))
+        session.execute(delete(Space).where(Space.id == space.id))
+
+
+def database_time():
+    with session_scope() as session:
+        return queries.database_time(session)
+
+
+def history_times(model, column, target):
+    with session_scope() as session:
+        return list(session.scalars(select(model.time).where(column == target)))
+
+
+def last_check(model, target):
+    with session_scope() as session:
+        return session.scalar(select(model.last_health_check).where(model.id == target))
+
+
+def leases():
+    with session_scope() as session:
+        return {lease.name: lease.expires_at for lease in session.scalars(select(AgentLease))}
+
+
+def sweep_and_wait(worker, task, history, column, target, count):
+    """Run one sweep (or refresh) on the worker; wait for the target's `count`-th history row."""
+    assert worker.client.send_task(task).get(timeout=TIMEOUT_S)["dispatched"] == 1
+    wait_until(
+        lambda: len(history_times(history, column, target)) == count,
+        TIMEOUT_S,
+        f"history row {count} of {target}",
+    )
+
+
+JOBS = {
+    "health": (
+        "agent.health.sweep",
+        "health.sweep",
+        InfrastructureInstance,
+        InstanceHealthHistory.instance_id,
+    ),
+    "plugins": (
+        "agent.plugins.refresh",
+        "plugins.refresh",
+        ServiceInstallation,
+        PluginHealthHistory.plugin_id,
+    ),
+}
+
+
+@pytest.mark.parametrize("job", JOBS)
+def test_a_worker_with_its_clock_ahead_dates_checks_history_and_leases_by_the_database(
+    skewed_worker, targets, job
+):
+    task, sweep_lease, model, column = JOBS[job]
+    target = targets[0] if model is InfrastructureInstance else targets[1]
+    history = column.class_
+    before = database_time()
+    sweep_and_wait(skewed_worker, task, history, column, target, 1)
+    after = database_time()
+    [written] = history_times(history, column, target)
+    assert before <= written <= after
+    assert last_check(model, target) == written
+    # The sweep's lease runs by the database's clock, and the target's lease was given back.
+    [(name, expires_at)] = leases().items()
+    assert name == sweep_lease
+    assert before < expires_at <= after + dt.timedelta(seconds=INTERVAL_S / 2) + SLACK
+    # One interval on, the next sweep checks the target again, not two hours or a month later.
+    FakeClock().advance_to(INTERVAL_S)
+    sweep_and_wait(skewed_worker, task, history, column, target, 2)
+    assert last_check(model, target) <= database_time()
