@@ -8,7 +8,6 @@ NTP-less host drifts. The database, on the same machine, keeps the true time.
 import datetime as dt
 import glob
 import socket
-import uuid
 
 import pytest
 from sqlalchemy import delete, select
@@ -16,11 +15,8 @@ from sqlalchemy import delete, select
 from models import (
     InfrastructureInstance,
     InstanceHealthHistory,
-    McpServer,
     PluginHealthHistory,
     ServiceInstallation,
-    ServiceRegistry,
-    Space,
     queries,
 )
 from models.agent import AgentLease
@@ -28,6 +24,7 @@ from models.session import session_scope
 from tests.e2e.processes import wait_until
 from tests.e2e.workers import private_redis, running_worker
 from tests.fake_clock import FakeClock
+from tests.scheduled_rows import installed_service, nothing_else_due, tcp_instance
 from tests.support import missing_component
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -71,44 +68,19 @@ def skewed_worker(request, libfaketime, database_url, tmp_path_factory):
 @pytest.fixture
 def targets(database_url, plugin_services):
     """Only these are due: a TCP instance on a listening port and a healthy installation."""
-    with session_scope() as session:
-        for model in (AgentLease, InfrastructureInstance, ServiceInstallation, McpServer):
-            session.execute(delete(model))
-    with socket.socket() as server:
+    nothing_else_due()
+    with (
+        socket.socket() as server,
+        installed_service(plugin_services.url("open")) as installation_id,
+    ):
         server.bind(("127.0.0.1", 0))
         server.listen(16)
-        instance = InfrastructureInstance(
-            name=f"skew-{uuid.uuid4().hex[:6]}",
-            type="vm",
-            host="127.0.0.1",
-            port=server.getsockname()[1],
-            connection_type="tcp",
-            connection_config={},
-        )
-        space = Space(name=f"space-{uuid.uuid4().hex[:6]}")
-        service = ServiceRegistry(
-            name="Skew service",
-            slug=f"svc-{uuid.uuid4().hex[:8]}",
-            version="1.0",
-            provider="tests",
-            status="approved",
-            api_base_url=plugin_services.url("open"),
-            api_auth_type="none",
-            api_auth_config={},
-            capabilities={},
-        )
-        with session_scope() as session:
-            session.add_all([instance, space, service])
-            session.flush()
-            installation = ServiceInstallation(service_id=service.id, space_id=space.id)
-            session.add(installation)
-            session.flush()
-            ids = instance.id, installation.id
-        yield ids
+        instance_id = tcp_instance(server.getsockname()[1])
+        yield instance_id, installation_id
     with session_scope() as session:
-        session.execute(delete(InfrastructureInstance).where(InfrastructureInstance.id == ids[0]))
-        session.execute(delete(ServiceRegistry).where(ServiceRegistry.id == service.id))
-        session.execute(delete(Space).where(Space.id == space.id))
+        session.execute(
+            delete(InfrastructureInstance).where(InfrastructureInstance.id == instance_id)
+        )
 
 
 def database_time():

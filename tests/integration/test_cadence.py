@@ -6,25 +6,21 @@ TCP ports and HTTP services; time moves on by dating the database back (`tests.f
 
 import datetime as dt
 import socket
-import uuid
 
 import pytest
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select, update
 
 from agent.plugins.client import close_shared_pool
 from agent.settings import get_settings
 from models import (
     InfrastructureInstance,
-    McpServer,
     ServiceInstallation,
-    ServiceRegistry,
-    Space,
     queries,
 )
-from models.agent import AgentLease
 from models.session import session_scope
 from tasks import health, plugins
 from tests.fake_clock import FakeClock
+from tests.scheduled_rows import installed_service, nothing_else_due, tcp_instance
 
 pytestmark = pytest.mark.integration
 
@@ -42,9 +38,7 @@ def clock(database_url, monkeypatch):
     monkeypatch.setenv("AGENT_PLUGINS_INTERVAL_S", str(INTERVAL_S))
     monkeypatch.setenv("AGENT_HEALTH_JITTER_S", "0")
     get_settings.cache_clear()
-    with session_scope() as session:
-        for model in (AgentLease, InfrastructureInstance, ServiceInstallation, McpServer):
-            session.execute(delete(model))
+    nothing_else_due()
     yield FakeClock()
     close_shared_pool()
     get_settings.cache_clear()
@@ -58,48 +52,11 @@ def listening_port():
         yield server.getsockname()[1]
 
 
-def add_instance(port, status):
-    with session_scope() as session:
-        row = InfrastructureInstance(
-            name=f"cadence-{uuid.uuid4().hex[:6]}",
-            type="vm",
-            host="127.0.0.1",
-            port=port,
-            connection_type="tcp",
-            connection_config={},
-            status=status,
-        )
-        session.add(row)
-        session.flush()
-        return row.id
-
-
 @pytest.fixture
 def failing_installation(clock, plugin_services):
     """An installation of a service whose health endpoint answers 500."""
-    with session_scope() as session:
-        space = Space(name=f"space-{uuid.uuid4().hex[:6]}")
-        service = ServiceRegistry(
-            name="Failing service",
-            slug=f"svc-{uuid.uuid4().hex[:8]}",
-            version="1.0",
-            provider="tests",
-            status="approved",
-            api_base_url=plugin_services.url("fail"),
-            api_auth_type="none",
-            api_auth_config={},
-            capabilities={},
-        )
-        session.add_all([space, service])
-        session.flush()
-        row = ServiceInstallation(service_id=service.id, space_id=space.id, status="active")
-        session.add(row)
-        session.flush()
-        ids = row.id, service.id, space.id
-    yield ids[0]
-    with session_scope() as session:
-        session.execute(delete(ServiceRegistry).where(ServiceRegistry.id == ids[1]))
-        session.execute(delete(Space).where(Space.id == ids[2]))
+    with installed_service(plugin_services.url("fail")) as installation_id:
+        yield installation_id
 
 
 def status_of(model, row_id):
@@ -127,7 +84,7 @@ def run_ticks(clock, plan, run_batch, watched):
 def test_every_sweep_checks_every_instance_and_offline_comes_after_n_intervals(
     clock, listening_port, closed_port
 ):
-    up, down = add_instance(listening_port, "unknown"), add_instance(closed_port, "online")
+    up, down = tcp_instance(listening_port, "unknown"), tcp_instance(closed_port, "online")
     settings = get_settings()
     ticks = run_ticks(
         clock,
@@ -163,7 +120,7 @@ def due_ids():
 
 
 def test_a_target_checked_less_than_half_an_interval_ago_is_not_due_yet(clock, closed_port):
-    instance = add_instance(closed_port, "online")
+    instance = tcp_instance(closed_port, "online")
     health.check_now(get_settings(), instance, holder="on-demand")
     clock.advance_to(INTERVAL_S / 2 - 5)
     assert due_ids() == []
@@ -180,7 +137,7 @@ def test_a_sweep_within_half_an_interval_of_the_last_one_does_nothing(clock):
 
 
 def test_a_check_dated_in_the_future_is_due_at_once(clock, closed_port):
-    instance = add_instance(closed_port, "online")
+    instance = tcp_instance(closed_port, "online")
     with session_scope() as session:  # written by a worker whose clock ran two hours ahead
         session.execute(
             update(InfrastructureInstance)
