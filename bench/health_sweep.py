@@ -147,9 +147,9 @@ def seed_instances(fleet: Fleet, settings: Settings) -> None:
 
 def agent_sweep(settings: Settings) -> tuple[int, int]:
     """One sweep as a worker runs it: select and lease the due rows, then every batch."""
-    started = dt.datetime.now(dt.UTC)
     with session_scope() as session:
-        due = queries.due_instances(session, started, 0, settings.health_max_per_sweep)
+        started = queries.database_time(session)
+        due = queries.due_instances(session, 0, settings.health_max_per_sweep)
         batches = lease_batches(session, due, settings)
     for task_id, _queue, ids in batches:
         run_batch(settings, ids, holder=task_id)

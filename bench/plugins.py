@@ -107,9 +107,9 @@ def refresh_once(ids: list[uuid.UUID]) -> tuple[float, float]:
     settings, holder = get_settings(), str(uuid.uuid4())
     started = time.perf_counter()
     with session_scope() as session:
-        specs = plugins.take(session, "installation", ids, holder, settings)
+        specs, clock = plugins.take(session, "installation", ids, holder, settings)
     checking = time.perf_counter()
-    checked = plugins.check(settings, "installation", specs)
+    checked = plugins.check(settings, "installation", specs, clock)
     checked_at = time.perf_counter()
     with session_scope() as session:
         plugins.write(session, "installation", checked, holder, ids)

@@ -9,7 +9,6 @@ Revises:
 Create Date: 2025-11-22
 """
 
-import datetime as dt
 import logging
 from collections.abc import Sequence
 
@@ -19,6 +18,7 @@ from sqlalchemy.dialects import postgresql as pg
 
 from agent.settings import get_settings
 from models import timeseries
+from models.queries import database_time
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -614,7 +614,7 @@ def _create_timeseries(backend: timeseries.Backend, table: str, *elements) -> No
     if backend == "native":
         op.create_table(table, *elements, postgresql_partition_by=f'RANGE ("{series.column}")')
         ahead = get_settings().partitions_ahead
-        now = dt.datetime.now(dt.UTC)
+        now = database_time(op.get_bind())
         created = timeseries.ensure_partitions_ahead(op.get_bind(), series, now, ahead)
         log.info(
             "%s: %d %s partitions, %s to %s",

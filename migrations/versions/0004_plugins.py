@@ -9,7 +9,6 @@ Revises: 0002
 Create Date: 2026-11-22
 """
 
-import datetime as dt
 import logging
 from collections.abc import Sequence
 
@@ -20,6 +19,7 @@ from sqlalchemy.dialects import postgresql as pg
 from agent.settings import get_settings
 from models import timeseries
 from models.plugins import HISTORY_SERIES
+from models.queries import database_time
 
 revision: str = "0004"
 down_revision: str | None = "0002"
@@ -72,7 +72,7 @@ def _plugin_health_history() -> None:
         backend = timeseries.choose_backend(bind, get_settings().timeseries_backend)
     if backend == "native":
         op.create_table(series.table, *elements, postgresql_partition_by='RANGE ("time")')
-        now, ahead = dt.datetime.now(dt.UTC), get_settings().partitions_ahead
+        now, ahead = database_time(bind), get_settings().partitions_ahead
         created = timeseries.ensure_partitions_ahead(bind, series, now, ahead)
         log.info("%s: %d day partitions from %s", series.table, len(created), created[0])
     else:

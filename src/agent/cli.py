@@ -97,13 +97,13 @@ def render_check(summary: dict) -> str:
 @click.option("--dry-run", is_flag=True, help="Only show what would go, per table.")
 def prune(dry_run: bool) -> None:
     """Prune expired sessions, deactivate expired API keys, apply retention (as the tasks do)."""
-    import datetime as dt
     import json
 
     from agent.housekeeping import render_plan
     from tasks import housekeeping
+    from tasks.common import database_now
 
-    settings, now = get_settings(), dt.datetime.now(dt.UTC)
+    settings, now = get_settings(), database_now()
     if dry_run:
         click.echo(render_plan(housekeeping.plan(settings, now)))
         return

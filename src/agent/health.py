@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.clock import Clock, worker_clock
 from agent.concurrency import each
 from agent.damping import HealthState, InstanceStatus, Policy, next_state
 from agent.probes.base import Probe, ProbeResult
@@ -124,10 +125,17 @@ def instance_fields(spec: InstanceSpec) -> dict[str, str]:
     return {"instance_id": spec.id}
 
 
-def check_one(spec: InstanceSpec, make_probe: Callable[[InstanceSpec], Probe]) -> Checked:
-    """Run the probe for `spec` and damp its result."""
+def check_one(
+    spec: InstanceSpec, make_probe: Callable[[InstanceSpec], Probe], clock: Clock
+) -> Checked:
+    """Run the probe for `spec` and damp its result; the check is dated when it starts.
+
+    Dating the start keeps a check's time independent of how long its probe took (up to the
+    timeout), so the next sweep finds it due one interval later whether it answered or not.
+    """
+    started = clock.now()
     result = make_probe(spec).run()
-    return Checked(spec, result, next_state(spec.state, result, spec.policy), _now())
+    return Checked(spec, result, next_state(spec.state, result, spec.policy), started)
 
 
 def check_all(
@@ -136,13 +144,16 @@ def check_all(
     concurrency: int,
     jitter_s: float = 0.0,
     done: Callable[[], None] = lambda: None,
+    clock: Clock | None = None,
 ) -> list[Checked]:
     """Check every instance, at most `concurrency` at once, each start delayed by up to jitter.
 
     Start times are drawn up front and handed out in order, so a thread waits only until its
     next start is due: jitter spreads a batch over `jitter_s` instead of adding its sleeps.
-    `done()` is called after each check, from the thread that made it.
+    `done()` is called after each check, from the thread that made it. Checks are dated by
+    `clock` (the tasks pass the database's); without one, by this process's wall clock.
     """
+    clock = clock or worker_clock()
     origin = time.monotonic()
     starts = [random.uniform(0, jitter_s) for _ in specs]  # noqa: S311  (load spreading)
     order = sorted(range(len(specs)), key=starts.__getitem__)
@@ -151,7 +162,7 @@ def check_all(
         wait_s = origin + starts[index] - time.monotonic()
         if wait_s > 0:
             time.sleep(wait_s)
-        checked = check_one(specs[index], make_probe)
+        checked = check_one(specs[index], make_probe, clock)
         done()
         return checked
 
@@ -228,7 +239,3 @@ def _resources(cpu: object, memory: object, disk: object) -> dict[str, Any] | No
 def _clip(value: object, limit: int = 50) -> str | None:
     """A value for a VARCHAR(50) column."""
     return str(value)[:limit] if value else None
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)

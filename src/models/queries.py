@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, and_, func, or_, select, text
+from sqlalchemy import Connection, Row, and_, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from models.agent import INSTANCE_LEASE, AgentKnownHost, AgentLease
@@ -19,26 +19,45 @@ from models.plugins import INSTALLATION, MCP_SERVER, PLUGIN_LEASE, AgentInstalla
 
 LIVE = InfrastructureInstance.deleted_at.is_(None)
 
+# A target is due once its last check is older than this share of its interval. Sweeps run
+# once per interval, and each check is dated a little after the sweep that sent it (queue,
+# jitter): were the bar the whole interval, a sweep running a second early would pass over
+# every target the last one sent, and each would be checked every other interval.
+DUE_AFTER_SHARE = 0.5
 
-def due_instances(
-    session: Session, now: dt.datetime, interval_s: float, limit: int
-) -> Sequence[Row]:
-    """Instances not deleted, not checked for `interval_s`, and not under a live lease.
+# Statement start on the database's clock: every check committed before a statement starts
+# is dated before it, and no worker's clock enters.
+DB_NOW = func.statement_timestamp()
+
+
+def database_time(session: Session | Connection) -> dt.datetime:
+    """The database's clock, now (read in the caller's transaction)."""
+    return session.execute(select(func.clock_timestamp())).scalar_one()
+
+
+def due(last_check: Any, interval_s: float) -> Any:
+    """Whether a target is due: never checked, or checked over half an interval ago.
+
+    A check dated in the future (by a worker whose clock ran ahead) is due as well: waiting
+    for that date would stop the target's checks for as long as the clock was off.
+    """
+    bar = dt.timedelta(seconds=interval_s * DUE_AFTER_SHARE)
+    return or_(last_check.is_(None), last_check < DB_NOW - bar, last_check > DB_NOW)
+
+
+def due_instances(session: Session, interval_s: float, limit: int) -> Sequence[Row]:
+    """Instances not deleted, due (see `due`), and not under a live lease.
 
     Rows of (id, connection_type, tags), the longest-unchecked first.
     """
     instance = InfrastructureInstance
     leased = select(AgentLease.name).where(
         AgentLease.name == INSTANCE_LEASE + instance.id.cast(AgentLease.name.type),
-        AgentLease.expires_at > now,
-    )
-    stale = or_(
-        instance.last_health_check.is_(None),
-        instance.last_health_check < now - dt.timedelta(seconds=interval_s),
+        AgentLease.expires_at > DB_NOW,
     )
     query = (
         select(instance.id, instance.connection_type, instance.tags)
-        .where(and_(LIVE, stale, ~leased.exists()))
+        .where(and_(LIVE, due(instance.last_health_check, interval_s), ~leased.exists()))
         .order_by(instance.last_health_check.asc().nulls_first())
         .limit(limit)
     )
@@ -124,7 +143,6 @@ def has_live_instances(session: Session) -> bool:
 
 def discovery_candidates(
     session: Session,
-    now: dt.datetime,
     connection_types: Sequence[str],
     lease_prefix: str,
     limit: int,
@@ -136,7 +154,7 @@ def discovery_candidates(
     instance = InfrastructureInstance
     leased = select(AgentLease.name).where(
         AgentLease.name == lease_prefix + instance.id.cast(AgentLease.name.type),
-        AgentLease.expires_at > now,
+        AgentLease.expires_at > DB_NOW,
     )
     query = (
         select(instance.id, instance.connection_type, instance.tags)
@@ -240,25 +258,19 @@ CHECKED_REGISTRY_STATUSES = ("approved", "deprecated")
 CHECKED_MCP_STATUSES = ("active", "error")
 
 
-def _not_leased(plugin_type: str, plugin_id: Any, now: dt.datetime) -> Any:
+def _not_leased(plugin_type: str, plugin_id: Any) -> Any:
     name = PLUGIN_LEASE + plugin_type + "." + plugin_id.cast(AgentLease.name.type)
     return (
         ~select(AgentLease.name)
-        .where(AgentLease.name == name, AgentLease.expires_at > now)
+        .where(AgentLease.name == name, AgentLease.expires_at > DB_NOW)
         .exists()
     )
 
 
-def _stale(column: Any, now: dt.datetime, interval_s: float) -> Any:
-    return or_(column.is_(None), column < now - dt.timedelta(seconds=interval_s))
-
-
-def due_installations(
-    session: Session, now: dt.datetime, interval_s: float, limit: int
-) -> Sequence[uuid.UUID]:
+def due_installations(session: Session, interval_s: float, limit: int) -> Sequence[uuid.UUID]:
     """Installations to check: live, not switched off, of an approved or deprecated service.
 
-    Not checked for `interval_s` and not under a live lease; the longest-unchecked first.
+    Due (see `due`) and not under a live lease; the longest-unchecked first.
     """
     si, sr = ServiceInstallation, ServiceRegistry
     query = (
@@ -269,8 +281,8 @@ def due_installations(
             sr.deleted_at.is_(None),
             sr.status.in_(CHECKED_REGISTRY_STATUSES),
             or_(si.status.is_(None), si.status != "inactive"),
-            _stale(si.last_health_check, now, interval_s),
-            _not_leased(INSTALLATION, si.id, now),
+            due(si.last_health_check, interval_s),
+            _not_leased(INSTALLATION, si.id),
         )
         .order_by(si.last_health_check.asc().nulls_first())
         .limit(limit)
@@ -292,16 +304,14 @@ def installations_to_check(
     return session.execute(query).all()
 
 
-def due_mcp_servers(
-    session: Session, now: dt.datetime, interval_s: float, limit: int
-) -> Sequence[uuid.UUID]:
+def due_mcp_servers(session: Session, interval_s: float, limit: int) -> Sequence[uuid.UUID]:
     """MCP servers to check (active or in error, any tenant or none), longest-unchecked first."""
     query = (
         select(McpServer.id)
         .where(
             McpServer.status.in_(CHECKED_MCP_STATUSES),
-            _stale(McpServer.last_health_check, now, interval_s),
-            _not_leased(MCP_SERVER, McpServer.id, now),
+            due(McpServer.last_health_check, interval_s),
+            _not_leased(MCP_SERVER, McpServer.id),
         )
         .order_by(McpServer.last_health_check.asc().nulls_first())
         .limit(limit)

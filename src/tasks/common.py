@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import inspect
 import threading
 import time
@@ -14,7 +15,8 @@ from celery import Task
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from models import store
+from models import queries, store
+from models.session import session_scope
 
 # A database or broker that went away is worth waiting for; anything else is a bug or bad
 # input, and retrying it would only repeat the failure.
@@ -53,6 +55,12 @@ class AgentTask(Task):
         except TypeError as exc:
             raise TaskInputError(f"{self.name}: {exc}"[:200]) from None
         return super().__call__(*args, **kwargs)
+
+
+def database_now() -> dt.datetime:
+    """The database's clock, read in a transaction of its own: the time every job goes by."""
+    with session_scope() as session:
+        return queries.database_time(session)
 
 
 def as_uuid(value: object, name: str = "instance_id") -> uuid.UUID:

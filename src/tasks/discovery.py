@@ -11,7 +11,6 @@ once.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import uuid
 from collections import Counter
@@ -96,7 +95,7 @@ def run_sweep(settings: Settings, holder: str, progress: Progress = quietly) -> 
         ):
             return {"dispatched": 0, "skipped": "another sweep ran within this interval"}
         rows = queries.discovery_candidates(
-            session, _now(), sorted(MODULES), INSTANCE_LEASE, settings.discovery_max_per_sweep
+            session, sorted(MODULES), INSTANCE_LEASE, settings.discovery_max_per_sweep
         )
         batches = lease_batches(session, rows, settings.discovery_batch_size, ttl_s)
     return send_batches(discover_batch, batches, settings.discovery_interval_s, progress)
@@ -240,7 +239,3 @@ def discover_now(settings: Settings, instance_id: uuid.UUID, holder: str) -> dic
         }
     [found] = discover_all(specs, discoverer(settings, known), concurrency=1)
     return reconcile_one(found, rules, known, holder)
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)

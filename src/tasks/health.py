@@ -8,7 +8,6 @@ instance from being checked twice at once.
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from collections import Counter
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ from typing import Any
 
 from agent import contract
 from agent.celery import app
+from agent.clock import Clock
 from agent.credentials import SecretResolver
 from agent.damping import Policy
 from agent.health import Checked, InstanceSpec, check_all, policy_for, queue_for, state_from
@@ -67,17 +67,29 @@ def check_instance(self: Any, instance_id: str) -> contract.CheckSummary | contr
 
 def run_sweep(settings: Settings, holder: str, progress: Progress = quietly) -> dict[str, Any]:
     """Lease due instances to batches (one transaction), then send the batches."""
-    with session_scope() as session:
-        if not store.claim_leases(session, [SWEEP_LEASE], holder, settings.health_interval_s * 0.9):
-            return {"dispatched": 0, "skipped": "another sweep ran within this interval"}
-        due = queries.due_instances(
-            session,
-            dt.datetime.now(dt.UTC),
-            settings.health_interval_s,
-            settings.health_max_per_sweep,
-        )
-        batches = lease_batches(session, due, settings)
+    batches = plan_sweep(settings, holder)
+    if batches is None:
+        return {"dispatched": 0, "skipped": "another sweep ran within half an interval"}
     return send_batches(check_batch, batches, settings.health_interval_s, progress)
+
+
+def plan_sweep(settings: Settings, holder: str) -> list[Batch] | None:
+    """The due instances leased to batches, or None when another sweep ran just before.
+
+    The sweep's own lease lasts as long as a check stays fresh (`queries.DUE_AFTER_SHARE`),
+    so a sweep that runs late does not make the next, punctual one skip its turn.
+    """
+    interval_s = settings.health_interval_s
+    with session_scope() as session:
+        if not store.claim_leases(session, [SWEEP_LEASE], holder, sweep_lease_s(interval_s)):
+            return None
+        due = queries.due_instances(session, interval_s, settings.health_max_per_sweep)
+        return lease_batches(session, due, settings)
+
+
+def sweep_lease_s(interval_s: float) -> float:
+    """How long a sweep (or refresh) keeps others of its kind away."""
+    return interval_s * queries.DUE_AFTER_SHARE
 
 
 def lease_batches(session: Any, due: Sequence[Any], settings: Settings) -> list[Batch]:
@@ -99,13 +111,14 @@ def run_batch(
 ) -> dict[str, Any]:
     """Check the instances of `ids` this holder can lease, and write them in one go."""
     with session_scope() as session:
-        specs, known = take(session, ids, holder, settings)
+        specs, known, clock = take(session, ids, holder, settings)
     checked = check_all(
         specs,
         prober(settings, known),
         settings.health_concurrency,
         settings.health_jitter_s,
         done=counter(progress, len(specs), "instances"),
+        clock=clock,
     )
     with session_scope() as session:
         write(session, checked, known, holder, ids)
@@ -115,7 +128,7 @@ def run_batch(
 def check_now(settings: Settings, instance_id: uuid.UUID, holder: str) -> dict[str, Any]:
     """Check one instance right away, unless a check of it is already running."""
     with session_scope() as session:
-        specs, known = take(session, [instance_id], holder, settings)
+        specs, known, clock = take(session, [instance_id], holder, settings)
         if not specs:
             store.release_leases(session, [instance_lease(instance_id)], holder)
     if not specs:
@@ -124,7 +137,7 @@ def check_now(settings: Settings, instance_id: uuid.UUID, holder: str) -> dict[s
             "status": "not_checked",
             "message": "no such instance, deleted, or a check of it is running",
         }
-    [checked] = check_all(specs, prober(settings, known), concurrency=1)
+    [checked] = check_all(specs, prober(settings, known), concurrency=1, clock=clock)
     with session_scope() as session:
         write(session, [checked], known, holder, [instance_id])
     return checked.summary()
@@ -132,8 +145,12 @@ def check_now(settings: Settings, instance_id: uuid.UUID, holder: str) -> dict[s
 
 def take(
     session: Any, ids: Sequence[uuid.UUID], holder: str, settings: Settings
-) -> tuple[list[InstanceSpec], MemoryKnownHosts]:
-    """Lease `ids` to `holder` and load what their checks need (the caller's transaction)."""
+) -> tuple[list[InstanceSpec], MemoryKnownHosts, Clock]:
+    """Lease `ids` to `holder` and load what their checks need (the caller's transaction).
+
+    Also the database's clock, read once, by which the checks are dated.
+    """
+    clock = Clock.reading(queries.database_time(session))
     held = store.claim_leases(
         session, [instance_lease(i) for i in ids], holder, settings.task_time_limit_s + 60
     )
@@ -143,7 +160,8 @@ def take(
         settings.health_failures_before_offline, settings.health_successes_before_online
     )
     specs = [spec_of(row, default) for row in rows]
-    return specs, MemoryKnownHosts(trusted_keys(specs, queries.known_host_keys(session, mine)))
+    known = MemoryKnownHosts(trusted_keys(specs, queries.known_host_keys(session, mine)))
+    return specs, known, clock
 
 
 def spec_of(row: InfrastructureInstance, default: Policy) -> InstanceSpec:

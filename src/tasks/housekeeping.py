@@ -25,7 +25,7 @@ from agent.settings import Settings, get_settings
 from models.session import get_engine, session_scope
 from models.store import housekeeping as store
 from models.timeseries import SERIES, drop_older_than, ensure_partitions_ahead
-from tasks.common import RETRY_ON_INFRASTRUCTURE, Progress, progress_of, quietly
+from tasks.common import RETRY_ON_INFRASTRUCTURE, Progress, database_now, progress_of, quietly
 
 PRUNE_LOCK = "housekeeping.prune"
 RETENTION_LOCK = "housekeeping.retention"
@@ -48,7 +48,7 @@ def expire_api_keys(self: Any) -> dict[str, Any]:
 @app.task(name="agent.housekeeping.apply_retention", bind=True, **RETRY_ON_INFRASTRUCTURE)
 def apply_retention(self: Any) -> dict[str, Any]:
     """Create partitions ahead, drop what is past each retention window; what changed."""
-    return run_retention(get_settings(), dt.datetime.now(dt.UTC), progress_of(self))
+    return run_retention(get_settings(), database_now(), progress_of(self))
 
 
 def time_budget_s(settings: Settings) -> float:

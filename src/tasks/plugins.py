@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from agent import contract
 from agent.celery import app
+from agent.clock import Clock
 from agent.damping import Policy
 from agent.plugins.client import ClientLimits, shared_pool
 from agent.plugins.installation import (
@@ -45,11 +46,12 @@ from tasks.common import (
     progress_of,
     quietly,
 )
-from tasks.health import resolver_for
+from tasks.health import resolver_for, sweep_lease_s
 
 REFRESH_LEASE = "plugins.refresh"
 PluginType = Literal["installation", "mcp_server"]
 PLUGIN_TYPES: tuple[PluginType, ...] = (INSTALLATION, MCP_SERVER)
+PluginBatch = tuple[str, PluginType, list[uuid.UUID]]
 
 
 @app.task(name="agent.plugins.refresh", bind=True, **RETRY_ON_INFRASTRUCTURE)
@@ -93,22 +95,13 @@ def as_plugin_type(value: object) -> PluginType:
 
 def run_refresh(settings: Settings, holder: str, progress: Progress = quietly) -> dict[str, Any]:
     """Lease due plugins to batches (one transaction), then send the batches."""
-    now = dt.datetime.now(dt.UTC)
-    interval, limit = settings.plugins_interval_s, settings.plugins_max_per_refresh
-    with session_scope() as session:
-        if not store.claim_leases(session, [REFRESH_LEASE], holder, interval * 0.9):
-            return {"dispatched": 0, "skipped": "another refresh ran within this interval"}
-        due = {
-            INSTALLATION: queries.due_installations(session, now, interval, limit),
-            MCP_SERVER: queries.due_mcp_servers(session, now, interval, limit),
-        }
-        batches = [
-            b for kind, ids in due.items() for b in lease_batches(session, kind, ids, settings)
-        ]
+    batches = plan_refresh(settings, holder)
+    if batches is None:
+        return {"dispatched": 0, "skipped": "another refresh ran within half an interval"}
     sent = counter(progress, len(batches), "batches")
     for task_id, kind, ids in batches:
         check_batch.apply_async(
-            args=[kind, [str(i) for i in ids]], task_id=task_id, expires=interval
+            args=[kind, [str(i) for i in ids]], task_id=task_id, expires=settings.plugins_interval_s
         )
         sent()
     counts = Counter(kind for _, kind, _ in batches)
@@ -120,9 +113,22 @@ def run_refresh(settings: Settings, holder: str, progress: Progress = quietly) -
     }
 
 
+def plan_refresh(settings: Settings, holder: str) -> list[PluginBatch] | None:
+    """The due plugins leased to batches, or None when another refresh ran just before."""
+    interval, limit = settings.plugins_interval_s, settings.plugins_max_per_refresh
+    with session_scope() as session:
+        if not store.claim_leases(session, [REFRESH_LEASE], holder, sweep_lease_s(interval)):
+            return None
+        due = {
+            INSTALLATION: queries.due_installations(session, interval, limit),
+            MCP_SERVER: queries.due_mcp_servers(session, interval, limit),
+        }
+        return [b for kind, ids in due.items() for b in lease_batches(session, kind, ids, settings)]
+
+
 def lease_batches(
     session: Any, kind: PluginType, ids: Sequence[uuid.UUID], settings: Settings
-) -> list[tuple[str, PluginType, list[uuid.UUID]]]:
+) -> list[PluginBatch]:
     """Batches of `ids`, each leased to its future task id."""
     ttl_s = settings.plugins_interval_s + settings.task_time_limit_s
     size, lease_of = settings.plugins_batch_size, partial(plugin_lease, kind)
@@ -137,8 +143,8 @@ def run_batch(
 ) -> dict[str, Any]:
     """Check the plugins of `ids` this holder can lease, and write them in one go."""
     with session_scope() as session:
-        specs = take(session, kind, ids, holder, settings)
-    checked = check(settings, kind, specs)
+        specs, clock = take(session, kind, ids, holder, settings)
+    checked = check(settings, kind, specs, clock)
     with session_scope() as session:
         tools = write(session, kind, checked, holder, ids)
     return {**tally(checked), **({"tools": tools} if tools else {})}
@@ -149,14 +155,14 @@ def check_now(
 ) -> dict[str, Any]:
     """Check one plugin right away, unless it cannot be or a check of it is running."""
     with session_scope() as session:
-        specs = take(session, kind, [target], holder, settings)
+        specs, clock = take(session, kind, [target], holder, settings)
         refusal = specs[0].refusal() if specs and isinstance(specs[0], InstallationSpec) else None
         if not specs or refusal:
             store.release_leases(session, [plugin_lease(kind, target)], holder)
     if not specs or refusal:
         reason = refusal or "no such plugin, deleted, or a check of it is running"
         return {"plugin_type": kind, "id": str(target), "status": "not_checked", "message": reason}
-    [checked] = check(settings, kind, specs)
+    [checked] = check(settings, kind, specs, clock)
     with session_scope() as session:
         tools = write(session, kind, [checked], holder, [target])
     summary = checked.summary()
@@ -165,21 +171,30 @@ def check_now(
 
 def take(
     session: Any, kind: PluginType, ids: Sequence[uuid.UUID], holder: str, settings: Settings
-) -> list[Any]:
-    """Lease `ids` to `holder` and load what their checks need (the caller's transaction)."""
+) -> tuple[list[Any], Clock]:
+    """Lease `ids` to `holder` and load what their checks need (the caller's transaction).
+
+    Also the database's clock, read once, by which the checks are dated.
+    """
+    clock = Clock.reading(queries.database_time(session))
     names = [plugin_lease(kind, i) for i in ids]
     held = store.claim_leases(session, names, holder, settings.task_time_limit_s + 60)
     mine = [i for i in ids if plugin_lease(kind, i) in held]
-    if not mine:
-        return []
+    return (specs_of(session, kind, mine, settings) if mine else []), clock
+
+
+def specs_of(
+    session: Any, kind: PluginType, ids: Sequence[uuid.UUID], settings: Settings
+) -> list[Any]:
+    """What the checks of `ids` need, with the damping policy from settings."""
     policy = Policy(
         settings.plugins_failures_before_error, settings.plugins_successes_before_active
     )
     if kind == INSTALLATION:
         return [
-            installation_spec(*row, policy) for row in queries.installations_to_check(session, mine)
+            installation_spec(*row, policy) for row in queries.installations_to_check(session, ids)
         ]
-    return [mcp_spec(row, policy) for row in queries.mcp_servers(session, mine)]
+    return [mcp_spec(row, policy) for row in queries.mcp_servers(session, ids)]
 
 
 def installation_spec(
@@ -239,13 +254,16 @@ def _since(value: object) -> dt.datetime | None:
         return None
 
 
-def check(settings: Settings, kind: PluginType, specs: Sequence[Any]) -> list[PluginChecked]:
-    """Run the checks of one batch (no database, no transaction open)."""
+def check(
+    settings: Settings, kind: PluginType, specs: Sequence[Any], clock: Clock
+) -> list[PluginChecked]:
+    """Run the checks of one batch (no database, no transaction open), dated by `clock`."""
     if kind == MCP_SERVER:
         return check_mcp_servers(
             specs,
             lambda spec: McpProbe(spec, settings.plugins_timeout_s),
             settings.plugins_concurrency,
+            clock,
         )
     pool, resolver = shared_pool(limits_of(settings)), resolver_for(settings)
     checkable = [spec for spec in specs if spec.refusal() is None]
@@ -253,6 +271,7 @@ def check(settings: Settings, kind: PluginType, specs: Sequence[Any]) -> list[Pl
         checkable,
         lambda spec: InstallationProbe(spec, pool, resolver),
         settings.plugins_concurrency,
+        clock,
     )
 
 

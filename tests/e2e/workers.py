@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,8 +65,13 @@ class Worker:
 
 
 @contextmanager
-def running_worker(tmp: Path, broker_url: str, **settings: str) -> Iterator[Worker]:
-    """`celery -A agent worker` (prefork) with AGENT_ `settings`, until it consumes."""
+def running_worker(
+    tmp: Path, broker_url: str, environ: Mapping[str, str] | None = None, **settings: str
+) -> Iterator[Worker]:
+    """`celery -A agent worker` (prefork) with AGENT_ `settings`, until it consumes.
+
+    `environ` adds other variables to its environment (`LD_PRELOAD`, ...).
+    """
     heartbeat = tmp / "worker.alive"
     env = agent_env(
         AGENT_BROKER_URL=broker_url,
@@ -74,6 +79,7 @@ def running_worker(tmp: Path, broker_url: str, **settings: str) -> Iterator[Work
         AGENT_LIVENESS_FILE=str(heartbeat),
         AGENT_HEALTH_JITTER_S="0",
         **{f"AGENT_{name.upper()}": value for name, value in settings.items()},
+        **(environ or {}),
     )
     hostname = f"obs-{uuid.uuid4().hex[:8]}@%h"
     args = [sys.executable, "-m", "celery", "-A", "agent", "worker", "--concurrency", "2"]

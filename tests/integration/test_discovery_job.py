@@ -20,6 +20,7 @@ from models import (
 from models.session import get_engine, session_scope
 from models.store import discovery as discovery_store
 from tasks import discovery
+from tasks.common import database_now
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -216,7 +217,7 @@ def test_discovering_a_podman_host_records_every_container_and_its_plugin(
 ):
     plugin = make_plugin("busybox-keeper", {"docker_images": ["agent-test-busybox"]})
     make_plugin("unapproved", {"docker_images": ["*"]}, status="pending")
-    make_plugin("deleted", {"docker_images": ["*"]}, deleted_at=discovery._now())
+    make_plugin("deleted", {"docker_images": ["*"]}, deleted_at=database_now())
     summary = discover(podman_instance)
     assert summary["status"] == "discovered"
     assert summary["new"] == summary["seen"] >= 7

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from agent.clock import Clock
 from agent.concurrency import each
 from agent.credentials import SecretResolver
 from agent.damping import Policy
@@ -169,22 +170,28 @@ def _read_capped(response: httpx.Response) -> bytes:
 
 
 def check_installation(
-    spec: InstallationSpec, make_probe: Callable[[InstallationSpec], InstallationProbe]
+    spec: InstallationSpec,
+    make_probe: Callable[[InstallationSpec], InstallationProbe],
+    clock: Clock,
 ) -> PluginChecked:
-    """Check one installation and damp the result."""
+    """Check one installation and damp the result; the check is dated when it starts."""
+    started = clock.now()
     result = make_probe(spec).run()
     flags = {"space_id": spec.space_id, "deprecated": spec.deprecated}
-    return conclude(PLUGIN_TYPE, spec.id, spec.name, result, spec.prior, spec.policy, flags)
+    return conclude(
+        PLUGIN_TYPE, spec.id, spec.name, result, spec.prior, spec.policy, flags, None, started
+    )
 
 
 def check_installations(
     specs: Sequence[InstallationSpec],
     make_probe: Callable[[InstallationSpec], InstallationProbe],
     concurrency: int,
+    clock: Clock,
 ) -> list[PluginChecked]:
     """Check every installation, at most `concurrency` at once, hosts taken in turn."""
     return each(
-        lambda spec: check_installation(spec, make_probe),
+        lambda spec: check_installation(spec, make_probe, clock),
         by_host_in_turn(specs),
         concurrency,
         lambda spec: {"installation_id": spec.id},

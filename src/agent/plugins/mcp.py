@@ -28,6 +28,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp.types import Implementation
 
+from agent.clock import Clock
 from agent.concurrency import each
 from agent.credentials import SecretResolver
 from agent.damping import Policy
@@ -234,23 +235,28 @@ def _ms(start: float, end: float) -> float:
     return round((end - start) * 1000.0, 3)
 
 
-def check_mcp_server(spec: McpSpec, make_probe: Callable[[McpSpec], McpProbe]) -> PluginChecked:
+def check_mcp_server(
+    spec: McpSpec, make_probe: Callable[[McpSpec], McpProbe], clock: Clock
+) -> PluginChecked:
     """Check one MCP server and damp the result; its tools ride along in `details`."""
-    probe = make_probe(spec)
+    probe, started = make_probe(spec), clock.now()
     result = probe.run()
     flags = {"tenant_id": spec.tenant_id, "transport_type": spec.transport_type}
     details = {"tools": probe.tools} if probe.tools is not None else {}
     return conclude(
-        PLUGIN_TYPE, spec.id, spec.name, result, spec.prior, spec.policy, flags, details
+        PLUGIN_TYPE, spec.id, spec.name, result, spec.prior, spec.policy, flags, details, started
     )
 
 
 def check_mcp_servers(
-    specs: Sequence[McpSpec], make_probe: Callable[[McpSpec], McpProbe], concurrency: int
+    specs: Sequence[McpSpec],
+    make_probe: Callable[[McpSpec], McpProbe],
+    concurrency: int,
+    clock: Clock,
 ) -> list[PluginChecked]:
     """Check every server, at most `concurrency` at once (each in its own event loop)."""
     return each(
-        lambda spec: check_mcp_server(spec, make_probe),
+        lambda spec: check_mcp_server(spec, make_probe, clock),
         specs,
         concurrency,
         lambda spec: {"mcp_server_id": spec.id},

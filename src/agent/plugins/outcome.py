@@ -113,10 +113,15 @@ def conclude(
     policy: Policy,
     flags: Mapping[str, Any] | None = None,
     details: Mapping[str, Any] | None = None,
+    checked_at: dt.datetime | None = None,
 ) -> PluginChecked:
-    """Damp `result` against `prior`; a plugin that cannot be checked keeps its status."""
+    """Damp `result` against `prior`; a plugin that cannot be checked keeps its status.
+
+    The check is dated `checked_at` (the tasks pass the database's time when it started);
+    without one, by this process's wall clock.
+    """
     health = health_of(result)
-    now = dt.datetime.now(dt.UTC)
+    now = checked_at or dt.datetime.now(dt.UTC)
     if health is Health.UNKNOWN:
         health, state, status = Health.UNKNOWN, prior.damping_state(), prior.status
     else:
