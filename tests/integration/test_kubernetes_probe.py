@@ -216,7 +216,7 @@ def test_a_slow_server_times_out_within_the_configured_timeout(
 
 
 def test_a_closed_port_is_refused(resolver):
-    config = {"api_url": f"https://127.0.0.1:{free_port()}", "token": "env:HOME"}
+    config = {"api_url": f"https://127.0.0.1:{free_port()}", "token": "env:AGENT_SECRET_HOME"}
 
     result = probe(config, resolver)
 
