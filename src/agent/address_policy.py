@@ -95,16 +95,20 @@ def _most_specific(address: Address, candidates: Sequence[Network]) -> Network |
 
 def permitted(host: str, port: int, policy: AddressPolicy) -> list[tuple[Any, ...]]:
     """The `getaddrinfo` entries of `host` that the policy permits; a POLICY error if none."""
-    entries = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return judge(host, socket.getaddrinfo(host, port, type=socket.SOCK_STREAM), policy)
+
+
+def judge(host: str, entries: Sequence[Any], policy: AddressPolicy) -> list[tuple[Any, ...]]:
+    """The resolved `entries` of `host` that the policy permits; a POLICY error if none."""
     allowed, refusals = [], []
     for entry in entries:
         reason = policy.refusal(ipaddress.ip_address(entry[4][0].split("%", 1)[0]))
         if reason is None:
-            allowed.append(entry)
+            allowed.append(tuple(entry))
         else:
             refusals.append(reason)
     if not allowed:
-        raise ProbeError(ErrorClass.POLICY, f"{host}: {refusals[0]}")
+        raise ProbeError(ErrorClass.POLICY, f"{host}: {refusals[0] if refusals else 'no address'}")
     return allowed
 
 

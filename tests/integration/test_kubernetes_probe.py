@@ -215,8 +215,9 @@ def test_a_slow_server_times_out_within_the_configured_timeout(
     assert result.latency_ms < 2000
 
 
-def test_a_closed_port_is_refused(resolver):
-    config = {"api_url": f"https://127.0.0.1:{free_port()}", "token": "env:AGENT_SECRET_HOME"}
+def test_a_closed_port_is_refused(resolver, monkeypatch):
+    monkeypatch.setenv("AGENT_SECRET_TEST_TOKEN", "token")
+    config = {"api_url": f"https://127.0.0.1:{free_port()}", "token": "env:AGENT_SECRET_TEST_TOKEN"}
 
     result = probe(config, resolver)
 
