@@ -5,7 +5,8 @@ a row) and Consul's `success_before_passing` (M passes in a row before passing a
 results always go to history; only the instance's `status` is damped.
 
 Failures the target cannot recover from by itself (a changed host key, a bad configuration,
-an unsupported connection type) are reported at once: waiting would only hide them.
+an unsupported connection type, a target the address policy refuses) are reported at once:
+waiting would only hide them.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ class InstanceStatus(StrEnum):
     UNKNOWN = "unknown"
 
 
-IMMEDIATE = frozenset({ErrorClass.HOST_KEY, ErrorClass.CONFIG, ErrorClass.UNSUPPORTED})
+IMMEDIATE = frozenset(
+    {ErrorClass.HOST_KEY, ErrorClass.CONFIG, ErrorClass.UNSUPPORTED, ErrorClass.POLICY}
+)
 
 
 @dataclass(frozen=True)

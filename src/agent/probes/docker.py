@@ -387,9 +387,10 @@ def causes(exc: BaseException) -> Iterator[BaseException]:
 
 def error_class(exc: BaseException) -> ErrorClass:
     """The class of a docker SDK failure, read through the exceptions it wraps."""
-    if isinstance(exc, ProbeError):
-        return exc.error_class
     chain = list(causes(exc))
+    recognised = _recognised(chain)
+    if recognised is not None:
+        return recognised.error_class
     for matches, found in _RULES:
         if any(matches(link) for link in chain):
             return found
@@ -398,6 +399,9 @@ def error_class(exc: BaseException) -> ErrorClass:
 
 def explain(exc: BaseException, config: Config, timeout_s: float) -> ProbeError:
     """A ProbeError that names the endpoint and the innermost reason, not the SDK's wrapping."""
+    recognised = _recognised(list(causes(exc)))
+    if recognised is not None:  # ours, raised inside the SDK (the address policy, a redirect)
+        return ProbeError(recognised.error_class, f"{config.endpoint}: {recognised}")
     found = error_class(exc)
     if found is ErrorClass.TIMEOUT:
         return ProbeError(found, f"{config.endpoint}: no answer within {timeout_s:g}s")
@@ -406,6 +410,10 @@ def explain(exc: BaseException, config: Config, timeout_s: float) -> ProbeError:
     else:
         reason = _innermost(exc)
     return ProbeError(found, f"{config.endpoint}: {reason}")
+
+
+def _recognised(chain: Iterable[BaseException]) -> ProbeError | None:
+    return next((link for link in chain if isinstance(link, ProbeError)), None)
 
 
 def _innermost(exc: BaseException) -> str:
