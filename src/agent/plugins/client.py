@@ -29,8 +29,11 @@ from agent.probes.base import ErrorClass, ProbeError
 USER_AGENT = "infra-agent"
 
 # httpx logs every request's full URL at INFO, and an API key may travel in the query string
-# (`api_auth_config.location: query`): the worker's log must not carry it.
-logging.getLogger("httpx").setLevel(logging.WARNING)
+# (`api_auth_config.location: query`); httpcore (and the httpx2 pair MCP uses) trace requests
+# and their errors at DEBUG, quoting what the server sent back, the request itself when a
+# hostile server echoes it. The worker's log must carry none of it, at any level.
+for _name in ("httpx", "httpcore", "httpx2", "httpcore2"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True)
