@@ -143,6 +143,13 @@ def database_url(postgres_server_url: str) -> Iterator[str]:
     get_settings.cache_clear()
 
 
+@pytest.fixture(autouse=True)
+def forget_recorded_keys(request: pytest.FixtureRequest) -> None:
+    """Each test's workers record their own AGENT_SECRET_KEY (tests make a key each)."""
+    if "database_url" in request.fixturenames:
+        _admin(request.getfixturevalue("database_url"), "DELETE FROM agent_keys")
+
+
 @pytest.fixture
 def db_session(database_url: str) -> Iterator[Session]:
     """A session whose work is rolled back after the test, commits included."""
