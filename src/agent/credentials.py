@@ -30,6 +30,10 @@ class CredentialError(ValueError):
     """A secret reference that cannot be resolved; the message never holds the secret."""
 
 
+class UndecryptableSecret(CredentialError):
+    """An `enc:` secret none of the worker's keys decrypts (another key, or a damaged token)."""
+
+
 class SecretResolver:
     """Turns secret references into values, with the agent's Fernet keys and secret scope."""
 
@@ -82,7 +86,7 @@ class SecretResolver:
         try:
             return self._require_fernet().decrypt(token.encode()).decode()
         except InvalidToken:
-            raise CredentialError("encrypted secret does not match AGENT_SECRET_KEY") from None
+            raise UndecryptableSecret("encrypted secret does not match AGENT_SECRET_KEY") from None
 
     def _require_fernet(self) -> MultiFernet:
         if self._fernet is None:

@@ -6,7 +6,8 @@ results always go to history; only the instance's `status` is damped.
 
 Failures the target cannot recover from by itself (a changed host key, a bad configuration,
 an unsupported connection type, a target the address policy refuses) are reported at once:
-waiting would only hide them.
+waiting would only hide them. Except an `enc:` secret this worker cannot decrypt (class
+`config`, but `transient`): a worker with another key is damped like any other failure.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def _after_success(state: HealthState, policy: Policy) -> HealthState:
 def _after_failure(state: HealthState, result: ProbeResult, policy: Policy) -> HealthState:
     failures = state.consecutive_failures + 1
     failed = replace(state, consecutive_failures=failures, consecutive_successes=0)
-    if result.error_class in IMMEDIATE:
+    if result.error_class in IMMEDIATE and not result.transient:
         return replace(failed, status=InstanceStatus.ERROR)
     if failures < policy.failures_before_offline:
         return failed

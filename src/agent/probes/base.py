@@ -18,7 +18,7 @@ from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from agent.credentials import CredentialError
+from agent.credentials import CredentialError, UndecryptableSecret
 from agent.scrubbing import MAX_MESSAGE_CHARS, SCRUBBED, scrub_message
 
 __all__ = ["MAX_MESSAGE_CHARS", "SCRUBBED"]
@@ -85,6 +85,9 @@ class ProbeResult:
     message: str = ""
     facts: Mapping[str, Any] = field(default_factory=dict)
     checks: Mapping[str, Status] = field(default_factory=dict)
+    # A failure that may clear with no change to the row: an `enc:` secret this worker could
+    # not decrypt (a key being rolled out). Damped even though its class is CONFIG.
+    transient: bool = False
 
     @property
     def reachable(self) -> bool:
@@ -189,7 +192,20 @@ class Probe(ABC):
             latency_ms=_elapsed_ms(started),
             error_class=error_class,
             message=scrub(text, self.secrets()),
+            transient=undecryptable(exc),
         )
+
+
+def undecryptable(exc: BaseException) -> bool:
+    """Whether `exc`, or what it was raised from, is an `enc:` secret no key decrypts."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        if isinstance(current, UndecryptableSecret):
+            return True
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _elapsed_ms(started: float) -> float:
