@@ -93,17 +93,7 @@ class _Guarded:
 
 
 def guard_pool_manager(manager: urllib3.PoolManager, policy_of: PolicyOf) -> None:
-    """Make every pool `manager` creates from now on connect through the policy.
-
-    The manager also stops following redirects (urllib3 follows them unless told not to, on
-    every request): a 3xx comes back to the caller as it is.
-    """
-    follow = manager.urlopen
-
-    def urlopen(method: str, url: str, redirect: bool = True, **kw: Any) -> Any:
-        return follow(method, url, redirect=False, **kw)
-
-    manager.urlopen = urlopen  # type: ignore[method-assign]
+    """Make every pool `manager` creates from now on connect through the policy."""
     classes = {}
     for scheme, pool_class, connection_class in (
         ("http", HTTPConnectionPool, HTTPConnection),

@@ -7,6 +7,7 @@ request they get, so "nothing was sent" is observed, not assumed.
 """
 
 import json
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler
 
@@ -20,6 +21,7 @@ from agent.probes import probe_for
 from agent.probes.base import ErrorClass, Status
 from agent.settings import get_settings
 from tasks.health import resolver_for
+from tests.fixtures.plugin_servers import self_signed
 from tests.support import free_port, serving_http
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -269,3 +271,28 @@ def test_a_docker_endpoint_outside_the_policy_is_refused_without_a_request(
 
     assert (result.status, result.error_class) == (Status.ERROR, ErrorClass.POLICY)
     assert recorder.requests == []
+
+
+def test_a_kubernetes_api_that_redirects_is_not_followed(recorder, worker_settings, tmp_path):
+    elsewhere = Recorder()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    cert, key = self_signed(tmp_path)
+    context.load_cert_chain(cert, key)
+    with (
+        serving_http(elsewhere.handler(), context) as other_port,
+        serving_http(
+            recorder.handler(status=302, location=f"https://127.0.0.1:{other_port}/version"),
+            context,
+        ) as port,
+    ):
+        config = {
+            "api_url": f"https://127.0.0.1:{port}",
+            "ca_cert": cert.read_text(),
+            "token": resolver_for(worker_settings).encrypt("tenant-token"),
+        }
+        result = instance("kubernetes", "127.0.0.1", None, config, worker_settings)
+
+    assert result.status is not Status.OK
+    assert "HTTP 302" in result.message
+    assert len(recorder.requests) >= 1
+    assert elsewhere.requests == []
