@@ -1,5 +1,7 @@
 """One key, checked (issue 15): the worker's key against the fingerprints in `agent_keys`."""
 
+import json
+import re
 import subprocess
 import sys
 
@@ -12,7 +14,7 @@ from agent.settings import ConfigError, load_settings
 from models.agent import AgentKey
 from models.infrastructure import InfrastructureInstance
 from models.session import session_scope
-from tests.e2e.processes import agent_env
+from tests.e2e.processes import BIN, agent_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -84,3 +86,26 @@ def _no_keys_left(database_url):
     yield
     with session_scope() as session:
         session.execute(delete(AgentKey))
+
+
+def test_infra_agent_secret_rotate_re_encrypts_and_says_how_many_rows(database_url, add_instance):
+    old, new = generate_key(), generate_key()
+    instance_id = add_instance("ssh", config={"password": SecretResolver(old).encrypt(SECRET)})
+    env = {
+        "AGENT_DATABASE_URL": database_url,
+        "AGENT_SECRET_KEY": new,
+        "AGENT_SECRET_PREVIOUS_KEYS": json.dumps([old]),
+        "PATH": "/usr/bin:/bin",
+    }
+    done = subprocess.run(
+        [str(BIN / "infra-agent"), "secret", "rotate"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"infrastructure_instances.connection_config: [1-9]\d* rows", done.stdout)
+    for secret in (old, new, SECRET):
+        assert secret not in done.stdout + done.stderr
+    with session_scope() as session:
+        config = session.get(InfrastructureInstance, instance_id).connection_config
+    assert SecretResolver(new).resolve(config["password"]) == SECRET
