@@ -159,6 +159,8 @@ def main() -> None:
 def run(url: str, ports: list[int], repeat: int) -> None:
     """Migrate the scratch database, seed it, and measure."""
     os.environ["AGENT_DATABASE_URL"] = url
+    # The fleet listens on loopback, which the default address policy closes to plugin checks.
+    os.environ["AGENT_PLUGINS_ALLOW_CIDRS"] = '["0.0.0.0/0", "::/0", "127.0.0.0/8"]'
     from agent import migrate
     from agent.settings import get_settings
     from models.session import dispose_engine

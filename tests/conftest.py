@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from agent import migrate
 from agent.settings import get_settings
 from models import session as db
+from tests.support import LOOPBACK_ALLOWED
 
 pytest_plugins = [
     "tests.fixtures.sshd",
@@ -60,6 +61,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if len(chosen) != len(items):
         config.hook.pytest_deselected(items=[i for i in items if i not in chosen])
         items[:] = chosen
+
+
+@pytest.fixture(autouse=True, scope="session")
+def loopback_targets_allowed() -> Iterator[None]:
+    """The agent in this process may check the loopback test servers (see LOOPBACK_ALLOWED)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in LOOPBACK_ALLOWED.items():
+            patch.setenv(name, value)
+        get_settings.cache_clear()
+        yield
+    get_settings.cache_clear()
 
 
 @pytest.fixture(scope="session")
@@ -129,6 +141,13 @@ def database_url(postgres_server_url: str) -> Iterator[str]:
         yield url
         db.dispose_engine()
     get_settings.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def forget_recorded_keys(request: pytest.FixtureRequest) -> None:
+    """Each test's workers record their own AGENT_SECRET_KEY (tests make a key each)."""
+    if "database_url" in request.fixturenames:
+        _admin(request.getfixturevalue("database_url"), "DELETE FROM agent_keys")
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import ssl
@@ -14,6 +15,13 @@ from typing import Any
 import pytest
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+# The test servers listen on loopback, which the default address policy closes to plugin and
+# MCP checks: the tests' agent runs with the operator setting that opens it (the tests of the
+# refusal build the default policy themselves).
+LOOPBACK_ALLOWED = {
+    "AGENT_PLUGINS_ALLOW_CIDRS": json.dumps(["0.0.0.0/0", "::/0", "127.0.0.0/8", "::1/128"])
+}
 
 
 def missing_component(what: str, package: str) -> None:

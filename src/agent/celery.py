@@ -13,7 +13,7 @@ from celery import Celery
 from celery.signals import beat_init, worker_init, worker_process_init, worker_shutdown
 from kombu import Exchange, Queue
 
-from agent import flower, observability
+from agent import flower, key_check, observability
 from agent.probes import sshpool
 from agent.settings import (
     DEFAULT_QUEUE,
@@ -186,12 +186,13 @@ def _on_beat_init(**_: object) -> None:
 @worker_init.connect
 def _on_worker_init(sender: object = None, **_: object) -> None:
     require_broker(app)
+    settings = get_settings()
     try:
         check_task_limits(app, sender)
+        key_check.check_key_at_start(settings)
     except ConfigError as exc:
         # Celery logs and swallows an Exception from a signal handler; SystemExit stops it.
         raise SystemExit(f"infra-agent: {exc}") from None
-    settings = get_settings()
     sshpool.default_pool.max_size = settings.ssh_pool_size
     sshpool.default_pool.idle_s = settings.ssh_idle_s
 

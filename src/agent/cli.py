@@ -295,6 +295,18 @@ def secret_encrypt() -> None:
     click.echo(SecretResolver(key).encrypt(value))
 
 
+@secret.command("rotate")
+def secret_rotate() -> None:
+    """Re-encrypt every enc: reference with AGENT_SECRET_KEY; only it is accepted afterwards.
+
+    Run it once every worker has the new key, with the old one in AGENT_SECRET_PREVIOUS_KEYS.
+    """
+    from agent.key_check import rotate_references
+
+    for column, count in rotate_references(get_settings()).items():
+        click.echo(f"{column}: {count} rows re-encrypted")
+
+
 main.add_command(instances)
 
 

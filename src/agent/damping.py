@@ -5,7 +5,9 @@ a row) and Consul's `success_before_passing` (M passes in a row before passing a
 results always go to history; only the instance's `status` is damped.
 
 Failures the target cannot recover from by itself (a changed host key, a bad configuration,
-an unsupported connection type) are reported at once: waiting would only hide them.
+an unsupported connection type, a target the address policy refuses) are reported at once:
+waiting would only hide them. Except an `enc:` secret this worker cannot decrypt (class
+`config`, but `transient`): a worker with another key is damped like any other failure.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ class InstanceStatus(StrEnum):
     UNKNOWN = "unknown"
 
 
-IMMEDIATE = frozenset({ErrorClass.HOST_KEY, ErrorClass.CONFIG, ErrorClass.UNSUPPORTED})
+IMMEDIATE = frozenset(
+    {ErrorClass.HOST_KEY, ErrorClass.CONFIG, ErrorClass.UNSUPPORTED, ErrorClass.POLICY}
+)
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,7 @@ def _after_success(state: HealthState, policy: Policy) -> HealthState:
 def _after_failure(state: HealthState, result: ProbeResult, policy: Policy) -> HealthState:
     failures = state.consecutive_failures + 1
     failed = replace(state, consecutive_failures=failures, consecutive_successes=0)
-    if result.error_class in IMMEDIATE:
+    if result.error_class in IMMEDIATE and not result.transient:
         return replace(failed, status=InstanceStatus.ERROR)
     if failures < policy.failures_before_offline:
         return failed

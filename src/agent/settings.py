@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agent.address_policy import DEFAULT_DENY, EVERYWHERE, Family, networks
 from agent.housekeeping import PruneTarget
+from agent.secret_scope import DEFAULT_ENV_PREFIX, DEFAULT_FILE_DIRS, DEFAULT_FILE_MAX_BYTES
 from agent.validation import problems
 
 JOB_QUEUES = ("health", "discovery", "plugins", "benchmarks", "housekeeping")
@@ -113,6 +115,25 @@ class Settings(BaseSettings):
     liveness_file: Path | None = None
     liveness_interval_s: float = Field(default=10.0, gt=0)
     liveness_max_age_s: float = Field(default=60.0, gt=0)
+
+    # Trust boundary (issue 15): keys, the reach of secret references, the address policy.
+    secret_previous_keys: tuple[SecretStr, ...] = ()
+    secret_env_prefix: str = DEFAULT_ENV_PREFIX
+    secret_env_names: tuple[str, ...] = ()
+    secret_file_dirs: tuple[Path, ...] = tuple(Path(d) for d in DEFAULT_FILE_DIRS)
+    secret_file_max_bytes: int = Field(default=DEFAULT_FILE_MAX_BYTES, ge=1, le=1024 * 1024)
+    instances_allow_cidrs: tuple[str, ...] = EVERYWHERE
+    instances_deny_cidrs: tuple[str, ...] = DEFAULT_DENY[Family.INSTANCES]
+    plugins_allow_cidrs: tuple[str, ...] = EVERYWHERE
+    plugins_deny_cidrs: tuple[str, ...] = DEFAULT_DENY[Family.PLUGINS]
+
+    @field_validator(
+        "instances_allow_cidrs", "instances_deny_cidrs", "plugins_allow_cidrs", "plugins_deny_cidrs"
+    )
+    @classmethod
+    def _cidrs_parse(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        networks(value)
+        return value
 
     @model_validator(mode="after")
     def _limits_fit_visibility(self) -> Settings:

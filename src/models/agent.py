@@ -1,4 +1,4 @@
-"""Tables the agent owns for its own bookkeeping: leases and trusted SSH host keys."""
+"""Tables the agent owns for its bookkeeping: leases, trusted SSH host keys, key fingerprints."""
 
 from __future__ import annotations
 
@@ -38,6 +38,19 @@ class AgentKnownHost(Base):
     host_entry: Mapped[str] = mapped_column(String(300))
     keyline: Mapped[str] = mapped_column(Text)
     first_seen: Mapped[CreatedAt]
+
+
+class AgentKey(Base):
+    """The fingerprint of a secret key the agent's workers may run with.
+
+    Recorded at the first start, replaced by `infra-agent secret rotate`; a worker whose
+    keys match none of these refuses to start (`agent.key_check`).
+    """
+
+    __tablename__ = "agent_keys"
+
+    fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    recorded_at: Mapped[CreatedAt]
 
 
 INSTANCE_LEASE = "health.instance."

@@ -22,6 +22,7 @@ from agent.health import Checked, InstanceSpec, check_all, policy_for, queue_for
 from agent.known_hosts import MemoryKnownHosts, host_entry
 from agent.probes import probe_for
 from agent.probes.base import ProbeResult
+from agent.secret_scope import SecretScope
 from agent.settings import Settings, get_settings
 from models import queries, store
 from models.agent import instance_lease
@@ -214,9 +215,10 @@ def prober(settings: Settings, known: MemoryKnownHosts) -> Any:
 
 
 def resolver_for(settings: Settings) -> SecretResolver:
-    """The secret resolver built from AGENT_SECRET_KEY."""
+    """The secret resolver: AGENT_SECRET_KEY (and previous keys), in the operator's scope."""
     key = settings.secret_key.get_secret_value() if settings.secret_key else None
-    return SecretResolver(key)
+    previous = [k.get_secret_value() for k in settings.secret_previous_keys]
+    return SecretResolver(key, SecretScope.from_settings(settings), previous)
 
 
 def write(

@@ -28,7 +28,7 @@ from agent.settings import Settings
 from models import McpServer, ServiceInstallation, ServiceRegistry, Space
 from models.session import session_scope
 from tests.e2e.processes import agent_env, kill_group, start, wait_until
-from tests.support import free_port, redis_client
+from tests.support import LOOPBACK_ALLOWED, free_port, redis_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(420)]
 
@@ -86,7 +86,7 @@ def instance_configs(sshd, kube, plugin_services, closed_port, resolver, canary_
     both, health = ("check_instance", "discover_instance"), ("check_instance",)
     return [
         ("ssh", sshd.port, {**ssh, "password": enc(sshd.password)}, both),
-        ("ssh", sshd.port, {**ssh, "password": "env:AGENT_CANARY_SECRET"}, both),
+        ("ssh", sshd.port, {**ssh, "password": "env:AGENT_SECRET_CANARY"}, both),
         ("ssh", sshd.port, {**key, "private_key_passphrase": enc(sshd.rsa_passphrase)}, both),
         ("ssh", sshd.port, {**key, "private_key_passphrase": f"file:{canary_file}"}, both),
         ("ssh", sshd.port, {**ssh, "password": CLEAR}, both),
@@ -108,7 +108,7 @@ def installation_rows(plugin_services, resolver):
         ("apikey", "api_key", {}, {"api_key": enc(state.api_key)}),
         ("apikey", "api_key", {}, {"api_key": enc(CANARY)}),
         ("apikey-query", "api_key", {"location": "query"}, {"api_key": enc(CANARY)}),
-        ("bearer", "bearer", {}, {"token": "env:AGENT_CANARY_SECRET"}),
+        ("bearer", "bearer", {}, {"token": "env:AGENT_SECRET_CANARY"}),
         ("oauth", "oauth2", oauth, {"client_id": state.client_id, "client_secret": enc(CANARY)}),
         ("oauth", "oauth2", oauth, {"client_id": "c", "client_secret": enc(state.client_secret)}),
         ("apikey", "api_key", {}, {"api_key": CLEAR}),
@@ -167,8 +167,9 @@ def worker_and_flower(tmp_path, database_url, broker_url, key):
     """A worker process and a Flower process on the private Redis, logs in `tmp_path`."""
     env = agent_env(
         AGENT_DATABASE_URL=database_url, AGENT_BROKER_URL=broker_url, AGENT_SECRET_KEY=key,
-        AGENT_CANARY_SECRET=CANARY, AGENT_FLOWER_PASSWORD=CANARY, AGENT_HEALTH_TIMEOUT_S="3",
+        AGENT_SECRET_CANARY=CANARY, AGENT_FLOWER_PASSWORD=CANARY, AGENT_HEALTH_TIMEOUT_S="3",
         AGENT_DISCOVERY_TIMEOUT_S="5", AGENT_PLUGINS_TIMEOUT_S="3", AGENT_HEALTH_JITTER_S="0",
+        AGENT_SECRET_FILE_DIRS=json.dumps([str(tmp_path)]), **LOOPBACK_ALLOWED,
     )  # fmt: skip
     celery = [sys.executable, "-m", "celery", "-A", "agent"]
     port = free_port()

@@ -11,6 +11,7 @@ import pytest
 from agent.credentials import SecretResolver
 from agent.probes import docker as docker_probe
 from agent.probes.base import ErrorClass, Status
+from agent.secret_scope import SecretScope
 from tests.support import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -127,8 +128,10 @@ def test_an_ssh_endpoint_nobody_listens_on_is_refused():
 def test_a_tls_endpoint_is_checked_with_client_certificates(
     podman_tls_endpoint, podman_containers, monkeypatch
 ):
-    monkeypatch.setenv("AGENT_TEST_DOCKER_KEY", podman_tls_endpoint.client_key_path.read_text())
-    result = probe(tls_config(podman_tls_endpoint, "env:AGENT_TEST_DOCKER_KEY")).run()
+    monkeypatch.setenv(
+        "AGENT_SECRET_TEST_DOCKER_KEY", podman_tls_endpoint.client_key_path.read_text()
+    )
+    result = probe(tls_config(podman_tls_endpoint, "env:AGENT_SECRET_TEST_DOCKER_KEY")).run()
     assert (result.status, result.error_class) == (Status.OK, None)
     assert result.facts["endpoint"] == podman_tls_endpoint.url
     assert result.facts["containers_by_health"] == podman_containers.by_health
@@ -153,7 +156,8 @@ def test_tls_material_is_private_while_in_use_and_gone_afterwards(
 ):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     config = tls_config(podman_tls_endpoint, f"file:{podman_tls_endpoint.client_key_path}")
-    checker = WatchedProbe({"host": "", **config}, NO_KEY, 10.0)
+    scope = SecretScope(file_dirs=(str(podman_tls_endpoint.client_key_path.parent),))
+    checker = WatchedProbe({"host": "", **config}, SecretResolver(None, scope), 10.0)
     assert checker.run().status is Status.OK
     assert checker.modes == {
         ".": 0o700,
@@ -168,8 +172,8 @@ def test_a_server_certificate_from_another_ca_is_a_tls_error(
     podman_tls_endpoint, untrusted_tls_url, monkeypatch
 ):
     key = podman_tls_endpoint.client_key_path.read_text()
-    monkeypatch.setenv("AGENT_TEST_DOCKER_KEY", key)
-    config = tls_config(podman_tls_endpoint, "env:AGENT_TEST_DOCKER_KEY")
+    monkeypatch.setenv("AGENT_SECRET_TEST_DOCKER_KEY", key)
+    config = tls_config(podman_tls_endpoint, "env:AGENT_SECRET_TEST_DOCKER_KEY")
     result = probe({**config, "docker_host": untrusted_tls_url}).run()
     assert (result.status, result.error_class) == (Status.ERROR, ErrorClass.TLS)
     assert "CERTIFICATE_VERIFY_FAILED" in result.message
@@ -191,10 +195,13 @@ def test_plain_http_to_a_tls_endpoint_is_a_protocol_error(podman_tls_endpoint):
 def test_a_missing_key_reference_is_a_config_error_that_reveals_no_secret(
     podman_tls_endpoint, monkeypatch
 ):
-    monkeypatch.delenv("AGENT_TEST_ABSENT_KEY", raising=False)
-    result = probe(tls_config(podman_tls_endpoint, "env:AGENT_TEST_ABSENT_KEY")).run()
+    monkeypatch.delenv("AGENT_SECRET_TEST_ABSENT_KEY", raising=False)
+    result = probe(tls_config(podman_tls_endpoint, "env:AGENT_SECRET_TEST_ABSENT_KEY")).run()
     assert (result.status, result.error_class) == (Status.ERROR, ErrorClass.CONFIG)
-    assert result.message == "environment variable AGENT_TEST_ABSENT_KEY is not set on this worker"
+    assert (
+        result.message
+        == "environment variable AGENT_SECRET_TEST_ABSENT_KEY is not set on this worker"
+    )
 
 
 def test_the_client_builder_lists_containers_for_other_jobs(podman_socket, podman_containers):

@@ -242,8 +242,9 @@ def test_a_client_certificate_is_who_the_server_judges(kube, kube_objects, resol
     assert result.facts["forbidden"] == ["list nodes", "list pods"]
 
 
-def test_a_closed_port_is_refused(resolver):
-    config = {"api_url": f"https://127.0.0.1:{free_port()}", "token": "env:HOME"}
+def test_a_closed_port_is_refused(resolver, monkeypatch):
+    monkeypatch.setenv("AGENT_SECRET_TEST_TOKEN", "token")
+    config = {"api_url": f"https://127.0.0.1:{free_port()}", "token": "env:AGENT_SECRET_TEST_TOKEN"}
 
     result = probe(config, resolver)
 

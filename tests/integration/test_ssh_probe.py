@@ -122,9 +122,9 @@ def test_a_clear_text_password_is_refused_and_not_echoed(make_probe):
 
 
 def test_a_missing_environment_secret_is_a_config_error(make_probe):
-    result = make_probe(private_key="env:AGENT_TEST_NO_SUCH_VARIABLE").run()
+    result = make_probe(private_key="env:AGENT_SECRET_TEST_NO_SUCH_VARIABLE").run()
     assert result.error_class is ErrorClass.CONFIG
-    assert "AGENT_TEST_NO_SUCH_VARIABLE" in result.message
+    assert "AGENT_SECRET_TEST_NO_SUCH_VARIABLE" in result.message
 
 
 def test_a_config_without_username_is_a_config_error(make_probe):

@@ -62,3 +62,20 @@ def test_a_changed_host_key_is_an_error_at_once():
 @pytest.mark.parametrize("failures", [1, 2])
 def test_a_new_instance_that_never_answered_stays_unknown_until_the_threshold(failures):
     assert run([DOWN] * failures).status == InstanceStatus.UNKNOWN
+
+
+UNDECRYPTABLE = ProbeResult(
+    kind="ssh", status=Status.ERROR, latency_ms=1.0, error_class=ErrorClass.CONFIG, transient=True
+)
+POLICY_REFUSED = ProbeResult(
+    kind="http", status=Status.ERROR, latency_ms=1.0, error_class=ErrorClass.POLICY
+)
+
+
+def test_a_secret_this_worker_cannot_decrypt_is_damped_like_any_failure():
+    assert run([OK, UNDECRYPTABLE, UNDECRYPTABLE]).status == InstanceStatus.ONLINE
+    assert run([OK, UNDECRYPTABLE, UNDECRYPTABLE, UNDECRYPTABLE]).status == InstanceStatus.ERROR
+
+
+def test_a_target_the_address_policy_refuses_is_an_error_at_once():
+    assert run([OK, POLICY_REFUSED]).status == InstanceStatus.ERROR

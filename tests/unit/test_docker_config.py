@@ -22,7 +22,7 @@ pytestmark = pytest.mark.timeout(10)
 
 PEM_CERT = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 CANARY_KEY = "-----BEGIN PRIVATE KEY-----\ncanary-7d1e\n-----END PRIVATE KEY-----"
-TLS = {"ca_cert": PEM_CERT, "client_cert": PEM_CERT, "client_key": "env:DOCKER_KEY"}
+TLS = {"ca_cert": PEM_CERT, "client_cert": PEM_CERT, "client_key": "env:AGENT_SECRET_DOCKER_KEY"}
 
 
 def test_with_neither_docker_host_nor_port_the_probe_uses_podmans_socket():
@@ -95,10 +95,10 @@ def test_a_bad_config_becomes_a_config_result_that_reveals_nothing():
 
 
 def test_a_key_reference_that_cannot_be_resolved_is_a_config_result(monkeypatch):
-    monkeypatch.delenv("DOCKER_KEY", raising=False)
+    monkeypatch.delenv("AGENT_SECRET_DOCKER_KEY", raising=False)
     result = from_instance("h", 2376, TLS, SecretResolver(None), 1.0).run()
     assert (result.status, result.error_class) == (Status.ERROR, ErrorClass.CONFIG)
-    assert "DOCKER_KEY is not set" in result.message
+    assert "AGENT_SECRET_DOCKER_KEY is not set" in result.message
 
 
 def test_containers_are_counted_by_state_with_every_usual_state_present():

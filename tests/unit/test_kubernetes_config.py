@@ -168,21 +168,21 @@ def test_a_bad_config_is_a_config_result_and_never_an_exception(resolver):
 
 
 def test_a_secret_that_cannot_be_resolved_is_a_config_result(resolver, monkeypatch):
-    monkeypatch.delenv("KUBE_TOKEN_MISSING", raising=False)
+    monkeypatch.delenv("AGENT_SECRET_KUBE_TOKEN_MISSING", raising=False)
 
     result = kubernetes.from_instance(
-        "h", None, {"token": "env:KUBE_TOKEN_MISSING"}, resolver, 1.0
+        "h", None, {"token": "env:AGENT_SECRET_KUBE_TOKEN_MISSING"}, resolver, 1.0
     ).run()
 
     assert result.error_class is ErrorClass.CONFIG
-    assert "KUBE_TOKEN_MISSING" in result.message
+    assert "AGENT_SECRET_KUBE_TOKEN_MISSING" in result.message
 
 
 def kubeconfig_connection(document: dict | str, monkeypatch, **config) -> kubernetes.Connection:
     text = document if isinstance(document, str) else yaml.safe_dump(document)
-    monkeypatch.setenv("KUBECONFIG_UNDER_TEST", text)
+    monkeypatch.setenv("AGENT_SECRET_KUBECONFIG_UNDER_TEST", text)
     parsed = kubernetes.parse_config(
-        "", None, {"kubeconfig": "env:KUBECONFIG_UNDER_TEST", **config}
+        "", None, {"kubeconfig": "env:AGENT_SECRET_KUBECONFIG_UNDER_TEST", **config}
     )
     return kubernetes.connection_for(parsed, SecretResolver(None))
 

@@ -170,8 +170,8 @@ def test_an_unusable_auth_configuration_is_a_config_error(auth_type, credentials
 
 
 def test_api_keys_go_in_the_named_header_or_query_parameter(monkeypatch):
-    monkeypatch.setenv("PLUGIN_KEY", "k-123")
-    resolver, creds = SecretResolver(None), {"api_key": "env:PLUGIN_KEY"}
+    monkeypatch.setenv("AGENT_SECRET_PLUGIN_KEY", "k-123")
+    resolver, creds = SecretResolver(None), {"api_key": "env:AGENT_SECRET_PLUGIN_KEY"}
     in_header = authenticate("api_key", {"header": "X-Key"}, creds, resolver, pool=None)
     in_query = authenticate(
         "api_key", {"location": "query", "param": "key"}, creds, resolver, pool=None

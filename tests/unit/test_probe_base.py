@@ -132,3 +132,26 @@ def test_empty_secrets_are_ignored():
 
 def test_messages_are_capped():
     assert len(scrub("x" * 10_000)) == MAX_MESSAGE_CHARS
+
+
+@pytest.mark.parametrize("kind", ["http", "kubernetes", "ssh"])
+def test_a_secret_encrypted_with_another_key_is_a_transient_config_error(kind):
+    from agent.credentials import SecretResolver, generate_key
+    from agent.probes import probe_for
+
+    foreign = SecretResolver(generate_key()).encrypt("canary-foreign-key")
+    field = {"http": "bearer_token", "kubernetes": "token", "ssh": "password"}[kind]
+    config = {field: foreign, "username": "u"} if kind == "ssh" else {field: foreign}
+    mine = SecretResolver(generate_key())
+    result = probe_for(kind, "127.0.0.1", 1, config, mine, 1.0).run()
+    assert (result.error_class, result.transient) == (ErrorClass.CONFIG, True)
+    assert "does not match AGENT_SECRET_KEY" in result.message
+
+
+def test_a_refused_reference_is_a_config_error_that_is_not_transient():
+    from agent.credentials import SecretResolver
+    from agent.probes import probe_for
+
+    config = {"bearer_token": "env:AGENT_SECRET_KEY"}
+    result = probe_for("http", "127.0.0.1", 1, config, SecretResolver(None), 1.0).run()
+    assert (result.error_class, result.transient) == (ErrorClass.CONFIG, False)

@@ -5,7 +5,9 @@ Many installations share a few hosts, so connections are kept alive and reused; 
 check that cannot get a slot in time is a timeout. TLS is always verified against the
 system's CAs. Cookies are never kept: one installation's session must not ride along on
 another's request to the same host (they may belong to different spaces). Proxies from the
-environment are ignored. After a fork the child builds its own client.
+environment are ignored, redirects are not followed, and only addresses the plugins' address
+policy permits are connected to (`agent.address_policy`). After a fork the child builds
+its own client.
 """
 
 from __future__ import annotations
@@ -20,13 +22,18 @@ from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import httpx
 
+from agent.address_policy import Family, current
+from agent.guarded import guard_httpx
 from agent.probes.base import ErrorClass, ProbeError
 
 USER_AGENT = "infra-agent"
 
 # httpx logs every request's full URL at INFO, and an API key may travel in the query string
-# (`api_auth_config.location: query`): the worker's log must not carry it.
-logging.getLogger("httpx").setLevel(logging.WARNING)
+# (`api_auth_config.location: query`); httpcore (and the httpx2 pair MCP uses) trace requests
+# and their errors at DEBUG, quoting what the server sent back, the request itself when a
+# hostile server echoes it. The worker's log must carry none of it, at any level.
+for _name in ("httpx", "httpcore", "httpx2", "httpcore2"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,7 @@ def build_pool(limits: ClientLimits) -> Pool:
         cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
         headers={"User-Agent": USER_AGENT},
     )
+    guard_httpx(client, lambda: current(Family.PLUGINS))
     return Pool(client, HostLimiter(limits.connections_per_host), limits)
 
 

@@ -6,8 +6,9 @@ each timed; the whole exchange has a deadline. `stdio` servers are subprocesses 
 client, so no worker can reach them; the SDK has no WebSocket client; both are recorded as
 not checkable (health `unknown`), their status left alone.
 
-Each check uses its own HTTP client: cookies and sessions of one tenant's server never
-reach another's. Tool lists are diffed here (`diff_tools`), written by the store.
+Only addresses the plugins' address policy permits are connected to, and redirects are not
+followed. Each check uses its own HTTP client: cookies and sessions of one tenant's server
+never reach another's. Tool lists are diffed here (`diff_tools`), written by the store.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp.types import Implementation
 
+from agent.address_policy import Family, current
 from agent.clock import Clock
 from agent.concurrency import each
 from agent.credentials import SecretResolver
 from agent.damping import Policy
+from agent.guarded import guard_httpx
 from agent.plugins.outcome import PluginChecked, Prior, conclude
 from agent.probes.base import ErrorClass, Observation, ProbeError, Status
 from agent.probes.http import HttpProbe
@@ -192,7 +195,7 @@ class McpProbe(HttpProbe):
         timeout: httpx2.Timeout | None = None,
         auth: httpx2.Auth | None = None,
     ) -> httpx2.AsyncClient:
-        return httpx2.AsyncClient(
+        client = httpx2.AsyncClient(
             headers={"User-Agent": "infra-agent", **(headers or {})},
             timeout=timeout or httpx2.Timeout(self.timeout_s),
             auth=auth,
@@ -200,6 +203,7 @@ class McpProbe(HttpProbe):
             follow_redirects=False,
             limits=httpx2.Limits(max_connections=4, max_keepalive_connections=4),
         )
+        return guard_httpx(client, lambda: current(Family.PLUGINS))
 
 
 async def list_all_tools(session: ClientSession) -> tuple[ToolInfo, ...]:

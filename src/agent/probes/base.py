@@ -7,7 +7,6 @@ database and import nothing from `models` or `sqlalchemy`.
 
 from __future__ import annotations
 
-import re
 import socket
 import ssl
 import time
@@ -19,11 +18,11 @@ from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from agent.credentials import CredentialError
-from agent.validation import problems
+from agent.credentials import CredentialError, UndecryptableSecret
+from agent.scrubbing import MAX_MESSAGE_CHARS, SCRUBBED, scrub_message
 
-MAX_MESSAGE_CHARS = 500
-SCRUBBED = "***"
+__all__ = ["MAX_MESSAGE_CHARS", "SCRUBBED"]
+from agent.validation import problems
 
 
 class Status(StrEnum):
@@ -48,6 +47,7 @@ class ErrorClass(StrEnum):
     PROTOCOL = "protocol"
     UNSUPPORTED = "unsupported"
     CONFIG = "config"
+    POLICY = "policy"  # the operator's address policy refused the target
     INTERNAL = "internal"
 
 
@@ -85,6 +85,9 @@ class ProbeResult:
     message: str = ""
     facts: Mapping[str, Any] = field(default_factory=dict)
     checks: Mapping[str, Status] = field(default_factory=dict)
+    # A failure that may clear with no change to the row: an `enc:` secret this worker could
+    # not decrypt (a key being rolled out). Damped even though its class is CONFIG.
+    transient: bool = False
 
     @property
     def reachable(self) -> bool:
@@ -136,19 +139,11 @@ def parse_config(model: type[_Model], raw: Mapping[str, Any]) -> _Model:
         ) from None
 
 
-_SECRET_ASSIGNMENT = re.compile(
-    r"(?i)\b(password|passwd|secret|token|api[_-]?key|authorization)(\s*[=:]\s*)(\S+)"
-)
-
-
 def scrub(
     message: str, secrets: Iterable[str] = (), max_chars: int | None = MAX_MESSAGE_CHARS
 ) -> str:
-    """Remove known secrets and anything that looks like `password=...` from a message."""
-    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-        message = message.replace(secret, SCRUBBED)
-    message = _SECRET_ASSIGNMENT.sub(lambda m: f"{m[1]}{m[2]}{SCRUBBED}", message)
-    return message[:max_chars]
+    """A message without any form of `secrets`, its control characters escaped, capped."""
+    return scrub_message(message, secrets, max_chars)
 
 
 class Probe(ABC):
@@ -201,7 +196,20 @@ class Probe(ABC):
             latency_ms=_elapsed_ms(started),
             error_class=error_class,
             message=scrub(text, self.secrets()),
+            transient=undecryptable(exc),
         )
+
+
+def undecryptable(exc: BaseException) -> bool:
+    """Whether `exc`, or what it was raised from, is an `enc:` secret no key decrypts."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        if isinstance(current, UndecryptableSecret):
+            return True
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _elapsed_ms(started: float) -> float:

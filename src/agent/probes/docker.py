@@ -18,6 +18,10 @@
 - `ca_cert`, `client_cert`: PEM text, or a secret reference (`enc:`, `env:`, `file:`).
 - `client_key`: a secret reference only; with `client_cert`, or neither.
 
+The engine's address must be permitted by the instances' address policy
+(`agent.address_policy`, judged when each connection opens); a redirect is never followed
+(POLICY error).
+
 TLS material is written to a private directory (0700, files 0600) only while the client
 lives, because `requests` loads it from paths on every new connection; the directory is
 removed when the check ends, whatever happened.
@@ -59,11 +63,14 @@ from urllib.parse import urlsplit
 import docker
 import paramiko
 import requests
+import requests.adapters
 from docker.errors import APIError, DockerException, TLSParameterError
 from docker.tls import TLSConfig
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from agent.address_policy import Family, current, first_permitted
 from agent.credentials import PREFIXES, CredentialError, SecretResolver
+from agent.guarded import guard_adapter
 from agent.probes.base import ErrorClass, Observation, Probe, ProbeError, Status, parse_config
 
 DEFAULT_DOCKER_HOST = "unix:///run/podman/podman.sock"
@@ -196,11 +203,30 @@ def tls_config(config: Config, resolver: Resolver) -> Iterator[TLSConfig | None]
 
 
 class EngineClient(docker.APIClient):
-    """The docker SDK's low-level client, with its own CA kept when the environment names one.
+    """The docker SDK's low-level client, held to the address policy, following no redirect.
 
-    `requests` lets REQUESTS_CA_BUNDLE (or CURL_CA_BUNDLE) override a session's CA file
-    (psf/requests#3829), so a `ca_cert` would silently give way to the system bundle.
+    Its own CA is kept when the environment names one: `requests` lets REQUESTS_CA_BUNDLE (or
+    CURL_CA_BUNDLE) override a session's CA file (psf/requests#3829), so a `ca_cert` would
+    silently give way to the system bundle.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Set before the SDK's constructor, which mounts adapters and asks for the API version.
+        self.max_redirects = 0
+        super().__init__(*args, **kwargs)
+
+    def mount(self, prefix: str, adapter: requests.adapters.BaseAdapter) -> None:
+        """Mount `adapter` with its connections held to the instances' address policy."""
+        guard_adapter(adapter, lambda: current(Family.INSTANCES))
+        super().mount(prefix, adapter)
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        """Send without following a redirect: an engine that answers with one is refused."""
+        response = super().send(request, **{**kwargs, "allow_redirects": False})
+        if response.is_redirect:
+            response.close()
+            raise ProbeError(ErrorClass.POLICY, "the engine answered with a redirect: not followed")
+        return response
 
     def merge_environment_settings(
         self, url: str | None, proxies: Any, stream: Any, verify: Any, cert: Any
@@ -218,6 +244,9 @@ def client_for(config: Config, resolver: Resolver, timeout_s: float) -> Iterator
 
     Creating it already asks the server for its API version, so it can fail like any call.
     """
+    if config.scheme == "ssh":  # paramiko connects by name; judge the name's addresses first
+        parts = urlsplit(config.endpoint)
+        first_permitted(parts.hostname or "", parts.port or 22, current(Family.INSTANCES))
     with tls_config(config, resolver) as tls:
         client = EngineClient(
             base_url=config.endpoint, version="auto", timeout=timeout_s, tls=tls or False
@@ -362,9 +391,10 @@ def causes(exc: BaseException) -> Iterator[BaseException]:
 
 def error_class(exc: BaseException) -> ErrorClass:
     """The class of a docker SDK failure, read through the exceptions it wraps."""
-    if isinstance(exc, ProbeError):
-        return exc.error_class
     chain = list(causes(exc))
+    recognised = _recognised(chain)
+    if recognised is not None:
+        return recognised.error_class
     for matches, found in _RULES:
         if any(matches(link) for link in chain):
             return found
@@ -373,6 +403,9 @@ def error_class(exc: BaseException) -> ErrorClass:
 
 def explain(exc: BaseException, config: Config, timeout_s: float) -> ProbeError:
     """A ProbeError that names the endpoint and the innermost reason, not the SDK's wrapping."""
+    recognised = _recognised(list(causes(exc)))
+    if recognised is not None:  # ours, raised inside the SDK (the address policy, a redirect)
+        return ProbeError(recognised.error_class, f"{config.endpoint}: {recognised}")
     found = error_class(exc)
     if found is ErrorClass.TIMEOUT:
         return ProbeError(found, f"{config.endpoint}: no answer within {timeout_s:g}s")
@@ -381,6 +414,10 @@ def explain(exc: BaseException, config: Config, timeout_s: float) -> ProbeError:
     else:
         reason = _innermost(exc)
     return ProbeError(found, f"{config.endpoint}: {reason}")
+
+
+def _recognised(chain: Iterable[BaseException]) -> ProbeError | None:
+    return next((link for link in chain if isinstance(link, ProbeError)), None)
 
 
 def _innermost(exc: BaseException) -> str:

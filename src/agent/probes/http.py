@@ -15,7 +15,8 @@
 Facts: `status_code`, `connect_ms`, `tls_ms`, `first_byte_ms` (request sent to response
 headers received: the server's own time plus one round trip), and for https
 `cert_not_after` (ISO 8601, UTC) and `cert_days_left`. The body is never read. Proxies
-from the environment are ignored: the probe measures the target, not the path to it.
+from the environment are ignored: the probe measures the target, not the path to it. Only
+addresses the instances' address policy permits are connected to (`agent.address_policy`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ import httpx
 from cryptography import x509
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from agent.address_policy import Family, current
 from agent.credentials import CredentialError, SecretResolver
+from agent.guarded import guard_httpx
 from agent.probes.base import ErrorClass, Observation, Probe, ProbeError, Status, parse_config
 
 _SEVERITY = (Status.OK, Status.WARNING, Status.CRITICAL)
@@ -188,7 +191,8 @@ class HttpProbe(Probe):
         return ErrorClass.INTERNAL
 
     def _client(self, config: Config) -> httpx.Client:
-        return httpx.Client(verify=_tls_context(config), timeout=self.timeout_s, trust_env=False)
+        client = httpx.Client(verify=_tls_context(config), timeout=self.timeout_s, trust_env=False)
+        return guard_httpx(client, lambda: current(Family.INSTANCES))
 
     def _headers(self, config: Config) -> dict[str, str]:
         headers = {"User-Agent": "infra-agent", **config.headers}

@@ -38,7 +38,9 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.utils import parse_quantity
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from agent.address_policy import Family, current
 from agent.credentials import PREFIXES, CredentialError, SecretResolver
+from agent.guarded import guard_pool_manager
 from agent.probes.base import ErrorClass, Observation, Probe, ProbeError, Status
 from agent.probes.base import classify as classify_standard
 from agent.probes.base import parse_config as base_parse_config
@@ -319,6 +321,7 @@ def client_for(connection: Connection, deadline: Deadline) -> KubeApiClient:
         configuration.api_key = {"BearerToken": connection.token}
         configuration.api_key_prefix = {"BearerToken": "Bearer"}
     client = KubeApiClient(configuration, deadline, connection.secrets)
+    guard_pool_manager(client.rest_client.pool_manager, lambda: current(Family.INSTANCES))
     if connection.client_cert_pem:
         # urllib3 loads client certificates only from files; a context loaded once does not.
         pool_kw = client.rest_client.pool_manager.connection_pool_kw

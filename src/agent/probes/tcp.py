@@ -6,7 +6,9 @@
 - `read_banner` (default false): wait for the first line the server sends (SSH, SMTP, FTP
   and friends greet first) and report it; a server that stays silent is then a timeout.
 
-Nothing is ever sent. Facts: `connect_ms`, and `banner` when asked for.
+The address connected to must be permitted by the instances' address policy
+(`agent.address_policy`); SSH connects through the same function. Nothing is ever sent.
+Facts: `connect_ms`, and `banner` when asked for.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agent import address_policy
+from agent.address_policy import Family
 from agent.credentials import SecretResolver
 from agent.probes.base import ErrorClass, Observation, Probe, ProbeError, Status, parse_config
 
@@ -39,9 +43,11 @@ class Config(BaseModel):
     read_banner: bool = False
 
 
-def open_socket(host: str, port: int, timeout_s: float) -> socket.socket:
-    """A connected TCP socket with TCP_NODELAY set; it keeps `timeout_s` for later I/O."""
-    sock = socket.create_connection((host, port), timeout=timeout_s)
+def open_socket(
+    host: str, port: int, timeout_s: float, family: Family = Family.INSTANCES
+) -> socket.socket:
+    """A TCP socket to a permitted address, TCP_NODELAY set; it keeps `timeout_s` for later I/O."""
+    sock = address_policy.connect(host, port, timeout_s, address_policy.current(family))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
 

@@ -1,0 +1,117 @@
+"""The address policy fitted into the HTTP clients the checks use, at the moment they connect.
+
+Each client resolves a name once, here, keeps only the addresses `agent.address_policy`
+permits, and connects to one of those by its address (TLS still verifies the name). So the
+policy judges the address actually connected, with no second lookup in between.
+
+- httpx (HTTP instances, installations) and httpx2 (MCP): a network backend in the pool;
+- urllib3 (the docker SDK through requests, the Kubernetes client): the pools' connections.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import httpcore
+import httpcore2
+import requests
+import requests.adapters
+import urllib3
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from agent.address_policy import AddressPolicy, first_permitted, judge
+
+PolicyOf = Callable[[], AddressPolicy]
+
+
+class GuardedBackend(httpcore.SyncBackend):
+    """httpcore's socket backend, connecting only to addresses the policy permits."""
+
+    def __init__(self, policy_of: PolicyOf) -> None:
+        self._policy_of = policy_of
+
+    def connect_tcp(self, host: str, port: int, *args: Any, **kwargs: Any) -> Any:
+        """Connect to the first permitted address of `host`."""
+        address = first_permitted(host, port, self._policy_of())
+        return super().connect_tcp(address, port, *args, **kwargs)
+
+    def connect_unix_socket(self, *args: Any, **kwargs: Any) -> Any:
+        """Never: a row cannot point a check at a socket on the worker."""
+        raise ConnectionRefusedError("unix sockets are not reachable by this client")
+
+
+class GuardedAsyncBackend(httpcore2.AsyncNetworkBackend):
+    """httpcore2's automatic backend, connecting only to addresses the policy permits."""
+
+    def __init__(self, policy_of: PolicyOf) -> None:
+        self._policy_of = policy_of
+        self._inner = httpcore2.AnyIOBackend()
+
+    async def connect_tcp(self, host: str, port: int, *args: Any, **kwargs: Any) -> Any:
+        """Resolve without blocking the loop, judge, connect to the first permitted address."""
+        import socket
+
+        entries = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        address = str(judge(host, entries, self._policy_of())[0][4][0])
+        return await self._inner.connect_tcp(address, port, *args, **kwargs)
+
+    async def connect_unix_socket(self, *args: Any, **kwargs: Any) -> Any:
+        """Never: a row cannot point a check at a socket on the worker."""
+        raise ConnectionRefusedError("unix sockets are not reachable by this client")
+
+    async def sleep(self, seconds: float) -> None:
+        """As the inner backend sleeps."""
+        await self._inner.sleep(seconds)
+
+
+def guard_httpx(client: Any, policy_of: PolicyOf) -> Any:
+    """`client` (httpx or httpx2, sync or async) with its pool's backend guarded; returned."""
+    pool = client._transport._pool  # no public way to name the backend of a default transport
+    assert hasattr(pool, "_network_backend"), "httpcore changed: the address policy needs a look"
+    is_async = isinstance(pool, httpcore2.AsyncConnectionPool)
+    pool._network_backend = (GuardedAsyncBackend if is_async else GuardedBackend)(policy_of)
+    return client
+
+
+class _Guarded:
+    """A urllib3 connection whose socket goes to a permitted address of its host."""
+
+    policy_of: PolicyOf
+    _dns_host: str
+    port: int
+
+    def _new_conn(self) -> Any:
+        name = self._dns_host
+        self._dns_host = first_permitted(name, self.port, self.policy_of())
+        try:
+            return super()._new_conn()  # type: ignore[misc]
+        finally:
+            self._dns_host = name  # `host` (TLS name checks) reads it again afterwards
+
+
+def guard_pool_manager(manager: urllib3.PoolManager, policy_of: PolicyOf) -> None:
+    """Make every pool `manager` creates from now on connect through the policy."""
+    classes = {}
+    for scheme, pool_class, connection_class in (
+        ("http", HTTPConnectionPool, HTTPConnection),
+        ("https", HTTPSConnectionPool, HTTPSConnection),
+    ):
+        guarded = type(
+            f"Guarded{connection_class.__name__}",
+            (_Guarded, connection_class),
+            {"policy_of": staticmethod(policy_of)},
+        )
+        classes[scheme] = type(
+            f"Guarded{pool_class.__name__}", (pool_class,), {"ConnectionCls": guarded}
+        )
+    manager.pool_classes_by_scheme = classes
+
+
+def guard_adapter(adapter: requests.adapters.BaseAdapter, policy_of: PolicyOf) -> None:
+    """Guard a requests adapter's pool manager, when it has one."""
+    manager = getattr(adapter, "poolmanager", None)
+    if isinstance(manager, urllib3.PoolManager):
+        guard_pool_manager(manager, policy_of)
