@@ -1,6 +1,6 @@
 """Typed models of the shared schema; importing this package registers every table."""
 
-from models.agent import AgentKnownHost, AgentLease
+from models.agent import AgentKnownHost, AgentLease, AgentSchemaObject
 from models.auth import (
     ApiKey,
     AuditLog,
@@ -36,6 +36,7 @@ __all__ = [
     "AgentInstallationHealth",
     "AgentKnownHost",
     "AgentLease",
+    "AgentSchemaObject",
     "ApiKey",
     "AuditLog",
     "AuthSession",

@@ -215,9 +215,18 @@ def ensure_partitions_for(
 
 def _natively_partitioned(conn: Connection, series: Series) -> bool:
     backend = current_backend(conn, series.table)
-    if backend is None:
+    if backend is None and not _plain_table(conn, series.table):
         raise TimeseriesError(f"{series.table} is neither a hypertable nor partitioned")
     return backend == "native"
+
+
+def _plain_table(conn: Connection, table: str) -> bool:
+    """Whether `table` is a plain table: adopted as its owner made it (no TimescaleDB).
+
+    Rows go in as they are; nothing is partitioned or dropped.
+    """
+    sql = "SELECT relkind = 'r' FROM pg_class WHERE oid = to_regclass(:table)"
+    return bool(conn.execute(text(sql), {"table": table}).scalar())
 
 
 def partitions(conn: Connection, table: str) -> list[Partition]:
@@ -236,7 +245,13 @@ def partitions(conn: Connection, table: str) -> list[Partition]:
 
 
 def drop_older_than(conn: Connection, series: Series, before: dt.datetime) -> list[str]:
-    """Drop the partitions or chunks holding only rows older than `before`; their names."""
+    """Drop the partitions or chunks holding only rows older than `before`; their names.
+
+    A plain (adopted) table has neither: its owner keeps it, and nothing is dropped.
+    """
+    if current_backend(conn, series.table) is None and _plain_table(conn, series.table):
+        log.info("%s: a plain table its owner keeps; no retention drop", series.table)
+        return []
     if _natively_partitioned(conn, series):
         old = [p for p in partitions(conn, series.table) if p.upper and p.upper <= before]
         quote = conn.dialect.identifier_preparer.quote

@@ -216,8 +216,11 @@ def set_lock_timeout(session: Session, timeout_ms: int) -> None:
 
 def droppable(conn: Connection, series: Series, before: dt.datetime) -> list[str]:
     """The partitions or chunks that dropping data older than `before` would remove."""
-    if current_backend(conn, series.table) == "native":
+    backend = current_backend(conn, series.table)
+    if backend == "native":
         return [p.name for p in partitions(conn, series.table) if p.upper and p.upper <= before]
+    if backend is None:
+        return []  # a plain table the agent adopted: retention leaves it to its owner
     sql = "SELECT show_chunks(CAST(:table AS regclass), older_than => CAST(:before AS timestamptz))"
     return [str(c) for c in conn.execute(text(sql), {"table": series.table, "before": before})]
 
