@@ -111,18 +111,37 @@ def choose_backend(conn: Connection, preference: str) -> Backend:
         raise TimeseriesError(
             f"AGENT_TIMESERIES_BACKEND=timescaledb, but TimescaleDB cannot be used: {problem}"
         )
-    log.info("TimescaleDB not usable (%s); using native partitions", problem)
+    log.warning("TimescaleDB not usable (%s); time series use native partitions", problem)
     return "native"
 
 
 def _create_extension(conn: Connection) -> str | None:
-    """Create the extension in a savepoint; the reason it failed, or None."""
+    """Create the extension in a savepoint; the reason it failed, or None.
+
+    Installed but not preloaded, `CREATE EXTENSION` fails with a FATAL error that ends the
+    connection (no savepoint survives that), so the preload is checked first.
+    """
+    if not _created(conn) and not _preloaded(conn):
+        return (
+            "the extension is installed but shared_preload_libraries does not name timescaledb"
+            " (add it and restart the server)"
+        )
     try:
         with conn.begin_nested():
             conn.execute(text("CREATE EXTENSION IF NOT EXISTS timescaledb"))
     except DBAPIError as exc:
         return str(exc.orig).strip()
     return None
+
+
+def _created(conn: Connection) -> bool:
+    sql = "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')"
+    return bool(conn.execute(text(sql)).scalar())
+
+
+def _preloaded(conn: Connection) -> bool:
+    libraries = conn.execute(text("SELECT current_setting('shared_preload_libraries')")).scalar()
+    return "timescaledb" in {name.strip().strip('"') for name in (libraries or "").split(",")}
 
 
 def current_backend(conn: Connection, table: str) -> Backend | None:
