@@ -160,7 +160,8 @@ def test_a_grace_period_keeps_recently_expired_rows_of_a_configured_table(databa
         (PruneTarget(table="no_such_table"), "no such table"),
         (PruneTarget(table="sessions", column="no_such_column"), "no such column"),
         (PruneTarget(table="sessions", column="token_hash"), "not a timestamp"),
-        (PruneTarget(table="instance_health_history", column="time"), "partitioned"),
+        # Partitioned or (on TimescaleDB) a hypertable: either way, retention's.
+        (PruneTarget(table="instance_health_history", column="time"), "kept by retention"),
         (PruneTarget(table="SESSIONS"), "no such table"),
     ],
 )
@@ -607,3 +608,14 @@ def test_health_history_chunks_past_the_window_are_dropped_on_timescaledb(timesc
     assert result["dropped"]["instance_health_history"]
     assert result["ready"] == dict.fromkeys(timeseries.SERIES)
     assert housekeeping.plan(timescaledb_settings, now)["series"]["instance_health_history"] == []
+
+
+@pytest.mark.timescaledb
+def test_a_hypertable_named_as_a_prune_target_is_refused_like_a_partitioned_table(
+    timescaledb_settings,
+):
+    target = PruneTarget(table="instance_health_history", column="time")
+    with pytest.raises(store.PruneTargetError, match="a hypertable is kept by retention"):
+        housekeeping.run_prune(
+            timescaledb_settings.model_copy(update={"prune_extra_tables": (target,)})
+        )

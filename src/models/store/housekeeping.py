@@ -57,6 +57,9 @@ def resolve(session: Session, target: PruneTarget) -> Resolved:
     if kind != "r":
         # ctid is only unique within one table, and partitions have retention instead.
         raise PruneTargetError(f"{where}: a partitioned table is kept by retention, not pruned")
+    if current_backend(session.connection(), table) == "timescaledb":
+        # Its rows live in chunks: deleting them one by one is what drop_chunks avoids.
+        raise PruneTargetError(f"{where}: a hypertable is kept by retention, not pruned")
     if column is None:
         raise PruneTargetError(f"{where}: no such column")
     if column_type not in EXPIRY_TYPES:
