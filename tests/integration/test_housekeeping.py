@@ -119,6 +119,33 @@ def test_expired_rows_go_and_live_rows_stay_in_every_session_table(user_id):
     assert result["batches"] > 700 // 50
 
 
+def prune_audits():
+    return sql(
+        "SELECT entity_id, action, user_agent, changes FROM audit_logs"
+        " WHERE entity_type = 'housekeeping.prune' ORDER BY created_at, id"
+    )
+
+
+def test_each_prune_run_leaves_one_audit_summary_even_when_nothing_expired(user_id):
+    before = len(prune_audits())
+    add_sessions(user_id, 30, -3600)
+    add_better_auth(user_id, 4, -60)
+    first = housekeeping.run_prune(settings(prune_batch_size=10))
+    housekeeping.run_prune(settings())
+    audits = prune_audits()[before:]
+    assert len(audits) == 2
+    [(run_id, action, agent, changes), (_, _, _, empty)] = audits
+    assert (action, agent) == ("DELETE", "infra-agent")
+    assert run_id is not None
+    assert {t: c["rows"] for t, c in changes["tables"].items()} == first["deleted"]
+    assert changes["total"] == first["total"] >= 34
+    assert changes["tables"]["sessions"]["column"] == "expires_at"
+    started = dt.datetime.fromisoformat(changes["started_at"])
+    assert dt.datetime.fromisoformat(changes["tables"]["sessions"]["expired_before"]) == started
+    assert empty["total"] == 0
+    assert set(empty["tables"]) == set(changes["tables"])
+
+
 def test_a_row_expiring_exactly_now_is_not_yet_expired(user_id, db_session):
     # One transaction: now() is the same instant for the inserts and for the prune statement.
     db_session.execute(

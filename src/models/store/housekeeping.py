@@ -7,6 +7,7 @@ catalog first, and only the names the catalog returns are quoted into statements
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -194,6 +195,20 @@ _EXPIRE_KEYS = text(
     RETURNING entity_id
     """
 )
+
+
+_PRUNE_AUDIT = text(
+    """
+    INSERT INTO audit_logs (user_id, entity_type, entity_id, action, changes, user_agent)
+    VALUES (NULL, 'housekeeping.prune', :run_id, 'DELETE', CAST(:changes AS jsonb), :agent)
+    """
+)
+
+
+def record_prune(session: Session, run_id: Any, changes: dict[str, Any]) -> None:
+    """One audit row for a whole prune run (`agent.housekeeping.prune_audit`)."""
+    params = {"run_id": run_id, "changes": json.dumps(changes), "agent": AGENT_USER_AGENT}
+    session.execute(_PRUNE_AUDIT, params)
 
 
 def expire_api_keys(session: Session, limit: int) -> int:
