@@ -44,7 +44,7 @@ FALSE = sa.text("false")
 EMAIL_FORMAT = r"email ~* '^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Z|a-z]{2,}$'"
 
 # In creation order; downgrade drops the ones it created in reverse (partitions go along).
-TABLES = adoption.SHARED_TABLES
+TABLES = adoption.SHARED_TABLES_0001
 
 VIEWS = {
     "latest_benchmarks_view": """

@@ -20,7 +20,7 @@ from models.infrastructure import (
     ServiceManagementAssignment,
 )
 from models.marketplace import ServiceInstallation, ServiceRegistry, Space
-from models.mcp import McpServer, McpTool, Tenant
+from models.mcp import ApiToken, McpServer, McpTool, Tenant
 from models.plugins import AgentInstallationHealth, PluginHealthHistory
 from models.registry import (
     AccessLog,
@@ -38,6 +38,7 @@ __all__ = [
     "AgentLease",
     "AgentSchemaObject",
     "ApiKey",
+    "ApiToken",
     "AuditLog",
     "AuthSession",
     "Base",

@@ -19,14 +19,16 @@ from models.base import Base
 
 ALL = ("*",)
 
-# The tables of the shared schema (revision 0001), in creation order.
-SHARED_TABLES = (
+# The tables of the shared schema revision 0001 creates or adopts, in creation order.
+SHARED_TABLES_0001 = (
     *("users", "roles", "user_roles", "api_keys", "sessions", "session", "verification"),
     *("audit_logs", "spaces", "service_registry", "service_installations"),
     *("infrastructure_instances", "instance_services", "service_management_assignments"),
     *("instance_health_history", "tenant", "mcp_server", "mcp_tool", "packages"),
     *("maintainers", "package_maintainers", "package_versions", "access_logs", "benchmarks"),
 )
+# Every shared table: 0001's and the gateway's API tokens (0007).
+SHARED_TABLES = (*SHARED_TABLES_0001, "api_token")
 
 
 class AdoptionError(RuntimeError):
@@ -60,6 +62,10 @@ NEEDS: dict[str, Need] = {
     "api_keys": Need(
         ("id", "is_active", "expires_at", "updated_at"),
         indexes=(("idx_api_keys_expires_at", ("expires_at",)),),
+    ),
+    "api_token": Need(
+        ("id", "is_active", "expires_at", "updated_at"),
+        indexes=(("idx_api_token_expires_at", ("expires_at",)),),
     ),
     "sessions": Need(("expires_at",), indexes=(("idx_sessions_expires_at", ("expires_at",)),)),
     "session": Need(("expires_at",), indexes=(("ix_session_expires_at", ("expires_at",)),)),

@@ -137,16 +137,19 @@ def prune_table(
 
 
 def run_expire_keys(settings: Settings) -> dict[str, Any]:
-    """Deactivate expired keys in batches of their own transaction until none is left."""
+    """Deactivate expired API keys, then gateway API tokens, until none is left.
+
+    Each batch runs in a transaction of its own.
+    """
     deadline = time.monotonic() + time_budget_s(settings)
-    total = 0
-    while time.monotonic() < deadline:
+    total, pending = 0, list(store.EXPIRING_CREDENTIALS)
+    while pending and time.monotonic() < deadline:
         with session_scope() as session:
-            changed = store.expire_api_keys(session, KEYS_PER_BATCH)
+            changed = store.expire_api_keys(session, KEYS_PER_BATCH, pending[0])
         total += changed
         if changed == 0:
-            return {"deactivated": total, "complete": True}
-    return {"deactivated": total, "complete": False}
+            pending.pop(0)
+    return {"deactivated": total, "complete": not pending}
 
 
 def retention_days(settings: Settings) -> dict[str, int | None]:

@@ -108,6 +108,11 @@ def their_rows(shared_database_url):
         " VALUES ('@graph/layer4', 'npm', 'graph/layer4')",
     )
     sql(url, "INSERT INTO spaces (name) VALUES ('ops')")
+    sql(
+        url,
+        "INSERT INTO api_token (token_hash, user_id, expires_at) VALUES"
+        " ('h-old', 'ba-1', now() - interval '1 day'), ('h-new', 'ba-1', now() + interval '1 day')",
+    )
     return user_id
 
 
@@ -131,7 +136,7 @@ ADOPTED = {
     "service_registry", "service_installations", "infrastructure_instances",
     "instance_services", "service_management_assignments", "session", "verification",
     "tenant", "mcp_server", "mcp_tool", "packages", "maintainers", "package_maintainers",
-    "package_versions", "access_logs", "benchmarks",
+    "package_versions", "access_logs", "benchmarks", "api_token",
 }  # fmt: skip
 
 
@@ -331,8 +336,12 @@ def test_housekeeping_prunes_expires_and_keeps_retention_on_adopted_tables(agent
     settings = get_settings()
     pruned = housekeeping.run_prune(settings)
     assert pruned["deleted"] == {"sessions": 1, "session": 1, "verification": 0}
-    assert housekeeping.run_expire_keys(settings)["deactivated"] == 1
+    assert housekeeping.run_expire_keys(settings)["deactivated"] == 2
     assert sql(agent_on, "SELECT is_active FROM api_keys") == [(False,)]
+    tokens = sql(agent_on, "SELECT token_hash, is_active FROM api_token ORDER BY token_hash")
+    assert tokens == [("h-new", True), ("h-old", False)]
+    audited = "SELECT entity_type, count(*) FROM audit_logs GROUP BY 1 ORDER BY 1"
+    assert sql(agent_on, audited) == [("api_keys", 1), ("api_token", 1), ("housekeeping.prune", 1)]
     kept = housekeeping.run_retention(settings, dt.datetime.now(dt.UTC))
     assert kept["dropped"]["benchmarks"] == []  # a plain table: its owner keeps it
     assert sql(agent_on, "SELECT count(*) FROM sessions") == [(1,)]

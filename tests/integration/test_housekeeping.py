@@ -418,6 +418,29 @@ def test_expired_active_keys_are_deactivated_each_with_one_audit_row(user_id):
     assert by_key[keys["expired-null"]][4]["before"] == {"is_active": None}
 
 
+def test_expired_gateway_api_tokens_are_deactivated_each_with_one_audit_row(user_id):
+    tokens = sql(
+        "INSERT INTO api_token (token_hash, user_id, expires_at) VALUES"
+        " (encode(sha256(gen_random_uuid()::text::bytea), 'hex'), :u, now() - interval '1 day'),"
+        " (encode(sha256(gen_random_uuid()::text::bytea), 'hex'), :u, now() + interval '1 day')"
+        " RETURNING id",
+        u=user_id,
+    )
+    expired, live = (row[0] for row in tokens)
+    try:
+        assert housekeeping.run_expire_keys(settings())["deactivated"] >= 1
+        active = dict(
+            sql("SELECT id, is_active FROM api_token WHERE id IN (:a, :b)", a=expired, b=live)
+        )
+        assert active == {expired: False, live: True}
+        audits = sql("SELECT entity_type, changes FROM audit_logs WHERE entity_id = :t", t=expired)
+        assert [(kind, changes["after"]) for kind, changes in audits] == [
+            ("api_token", {"is_active": False})
+        ]
+    finally:
+        sql("DELETE FROM api_token WHERE id IN (:a, :b)", a=expired, b=live)
+
+
 def test_a_key_expiring_exactly_now_stays_active(user_id, db_session):
     db_session.execute(
         text(

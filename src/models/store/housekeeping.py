@@ -170,33 +170,6 @@ def count_expired(session: Session, resolved: Resolved) -> int:
     return session.execute(text(sql), {"grace_s": resolved.target.grace_s}).scalar_one()
 
 
-_EXPIRE_KEYS = text(
-    """
-    WITH expired AS (
-        SELECT id, is_active, expires_at FROM api_keys
-        WHERE is_active IS NOT FALSE AND expires_at < now()
-        ORDER BY expires_at
-        LIMIT :limit
-        FOR UPDATE SKIP LOCKED
-    ), changed AS (
-        UPDATE api_keys AS k SET is_active = false, updated_at = now()
-        FROM expired AS e
-        WHERE k.id = e.id AND k.is_active IS NOT FALSE AND k.expires_at < now()
-        RETURNING k.id, e.is_active AS was_active, k.expires_at
-    )
-    INSERT INTO audit_logs (user_id, entity_type, entity_id, action, changes, user_agent)
-    SELECT NULL, 'api_keys', id, 'UPDATE',
-        jsonb_build_object(
-            'before', jsonb_build_object('is_active', was_active),
-            'after', jsonb_build_object('is_active', false),
-            'reason', jsonb_build_object('expired_at', expires_at)),
-        :agent
-    FROM changed
-    RETURNING entity_id
-    """
-)
-
-
 _PRUNE_AUDIT = text(
     """
     INSERT INTO audit_logs (user_id, entity_type, entity_id, action, changes, user_agent)
@@ -211,16 +184,56 @@ def record_prune(session: Session, run_id: Any, changes: dict[str, Any]) -> None
     session.execute(_PRUNE_AUDIT, params)
 
 
-def expire_api_keys(session: Session, limit: int) -> int:
-    """Deactivate up to `limit` expired, still active keys, one audit row each; how many."""
-    rows = session.execute(_EXPIRE_KEYS, {"limit": limit, "agent": AGENT_USER_AGENT})
-    return len(rows.all())
+# Tables of expiring credentials: SmartHub's API keys (004), the gateway's API tokens (001).
+EXPIRING_CREDENTIALS = ("api_keys", "api_token")
+
+_EXPIRE = """
+    WITH expired AS (
+        SELECT id, is_active, expires_at FROM {table}
+        WHERE is_active IS NOT FALSE AND expires_at < now()
+        ORDER BY expires_at
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    ), changed AS (
+        UPDATE {table} AS k SET is_active = false, updated_at = now()
+        FROM expired AS e
+        WHERE k.id = e.id AND k.is_active IS NOT FALSE AND k.expires_at < now()
+        RETURNING k.id, e.is_active AS was_active, k.expires_at
+    )
+    INSERT INTO audit_logs (user_id, entity_type, entity_id, action, changes, user_agent)
+    SELECT NULL, '{table}', id, 'UPDATE',
+        jsonb_build_object(
+            'before', jsonb_build_object('is_active', was_active),
+            'after', jsonb_build_object('is_active', false),
+            'reason', jsonb_build_object('expired_at', expires_at)),
+        :agent
+    FROM changed
+    RETURNING entity_id
+"""
+
+
+def expire_api_keys(session: Session, limit: int, table: str = "api_keys") -> int:
+    """Deactivate up to `limit` expired, still active keys, one audit row each; how many.
+
+    `table` is one of EXPIRING_CREDENTIALS (a constant, never a setting); one that does not
+    exist (the gateway not deployed) has nothing to expire.
+    """
+    assert table in EXPIRING_CREDENTIALS
+    if session.execute(text("SELECT to_regclass(:t)"), {"t": table}).scalar() is None:
+        return 0
+    params = {"limit": limit, "agent": AGENT_USER_AGENT}
+    return len(session.execute(text(_EXPIRE.format(table=table)), params).all())
 
 
 def count_expirable_api_keys(session: Session) -> int:
-    """How many keys are past their expiry and still active (for a dry run)."""
-    sql = "SELECT count(*) FROM api_keys WHERE is_active IS NOT FALSE AND expires_at < now()"
-    return session.execute(text(sql)).scalar_one()
+    """How many keys and tokens are past their expiry and still active (for a dry run)."""
+    total = 0
+    for table in EXPIRING_CREDENTIALS:
+        if session.execute(text("SELECT to_regclass(:t)"), {"t": table}).scalar() is None:
+            continue
+        sql = f"SELECT count(*) FROM {table} WHERE is_active IS NOT FALSE AND expires_at < now()"
+        total += session.execute(text(sql)).scalar_one()
+    return total
 
 
 def set_lock_timeout(session: Session, timeout_ms: int) -> None:

@@ -161,3 +161,4 @@ CREATE TABLE api_token (
     created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+CREATE INDEX api_token_expires_at_idx ON api_token (expires_at);
