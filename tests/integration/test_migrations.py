@@ -124,6 +124,18 @@ def test_upgrade_creates_the_index_names_the_seeds_give(migrated):
     assert relations(migrated, "iI") >= SEED_INDEXES
 
 
+def test_constraints_the_seeds_name_have_the_seeds_names(migrated):
+    sql = "SELECT conrelid::regclass::text, conname FROM pg_constraint WHERE conname = ANY(:n)"
+    names = ["email_format", "key_length", "unique_slug"]
+    with migrated.connect() as conn:
+        found = set(conn.execute(text(sql), {"n": names}).all())
+    assert found == {
+        ("users", "email_format"),
+        ("api_keys", "key_length"),
+        ("service_registry", "unique_slug"),
+    }
+
+
 def test_upgrade_creates_both_views(migrated):
     assert relations(migrated, "v") == VIEWS
 
