@@ -32,6 +32,7 @@ pytest_plugins = [
     "tests.fixtures.instances",
     "tests.fixtures.discovery",
     "tests.fixtures.plugin_servers",
+    "tests.fixtures.timescaledb",
 ]
 
 # Property tests write nothing into the checkout (no example database, caches under /tmp) and
@@ -48,19 +49,11 @@ set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "infra-agent-hypothesis")
 
 
 SERVER_URL = os.environ.get("AGENT_TEST_DATABASE_URL")
-TIMESCALEDB_URL = os.environ.get("AGENT_TEST_TIMESCALEDB_URL")
-# Schema tests run on every server at hand: the machine's, the embedded one, and TimescaleDB.
-SCHEMA_SERVERS = ["embedded", *(["server"] if SERVER_URL else [])]
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Leave out the TimescaleDB tests when no TimescaleDB server is named (none installs here)."""
-    if TIMESCALEDB_URL:
-        return
-    chosen = [item for item in items if "timescaledb" not in item.keywords]
-    if len(chosen) != len(items):
-        config.hook.pytest_deselected(items=[i for i in items if i not in chosen])
-        items[:] = chosen
+# AGENT_TEST_SERVER=timescaledb: the suite's own TimescaleDB cluster is "the server" (CI's
+# second pass over the integration tests, so every schema test runs on hypertables too).
+ON_TIMESCALEDB = os.environ.get("AGENT_TEST_SERVER", "") == "timescaledb"
+# Schema tests run on every server at hand: the machine's (or TimescaleDB), the embedded one.
+SCHEMA_SERVERS = ["embedded", *(["server"] if SERVER_URL or ON_TIMESCALEDB else [])]
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -88,7 +81,12 @@ def embedded_postgres_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def postgres_server_url(request: pytest.FixtureRequest) -> str:
-    """The machine's PostgreSQL when AGENT_TEST_DATABASE_URL names one, else an embedded one."""
+    """The machine's PostgreSQL when AGENT_TEST_DATABASE_URL names one, else an embedded one.
+
+    With AGENT_TEST_SERVER=timescaledb, the suite's own TimescaleDB cluster.
+    """
+    if ON_TIMESCALEDB:
+        return request.getfixturevalue("timescaledb_server_url")
     return SERVER_URL or request.getfixturevalue("embedded_postgres_url")
 
 
@@ -112,18 +110,15 @@ def new_database(server_url: str, prefix: str) -> Iterator[str]:
 @pytest.fixture(params=SCHEMA_SERVERS)
 def empty_database_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A new, empty database on each test server in turn, dropped after the test."""
-    server = SERVER_URL if request.param == "server" else None
-    with new_database(
-        server or request.getfixturevalue("embedded_postgres_url"), "agent_empty"
-    ) as url:
+    kind = "postgres_server_url" if request.param == "server" else "embedded_postgres_url"
+    with new_database(request.getfixturevalue(kind), "agent_empty") as url:
         yield url
 
 
 @pytest.fixture
-def timescaledb_database_url() -> Iterator[str]:
-    """A new, empty database on the TimescaleDB server named by AGENT_TEST_TIMESCALEDB_URL."""
-    assert TIMESCALEDB_URL, "tests marked timescaledb are deselected without a server"
-    with new_database(TIMESCALEDB_URL, "agent_tsdb") as url:
+def timescaledb_database_url(timescaledb_server_url: str) -> Iterator[str]:
+    """A new, empty database on the suite's TimescaleDB cluster (preloaded)."""
+    with new_database(timescaledb_server_url, "agent_tsdb") as url:
         yield url
 
 

@@ -1,5 +1,11 @@
 """The shared schema: every table the agent reads or writes, its time series and its views.
 
+Other apps usually created some of these tables before the agent arrived: a table that
+exists is checked against what the agent needs (`models.adoption`) and adopted, not
+created; one the agent cannot work with stops the migration before anything changes, with
+one line per problem. `agent_schema_objects` records what was created and what adopted,
+and the downgrade removes only what the agent created (`models.ownership`).
+
 The time-series tables (`instance_health_history`, `benchmarks`) become TimescaleDB
 hypertables when the extension can be used, else natively range-partitioned tables with
 partitions created ahead (see `models.timeseries` and AGENT_TIMESERIES_BACKEND).
@@ -17,7 +23,7 @@ from alembic import context, op
 from sqlalchemy.dialects import postgresql as pg
 
 from agent.settings import get_settings
-from models import timeseries
+from models import adoption, ownership, timeseries
 from models.queries import database_time
 
 revision: str = "0001"
@@ -37,33 +43,8 @@ TRUE = sa.text("true")
 FALSE = sa.text("false")
 EMAIL_FORMAT = r"email ~* '^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Z|a-z]{2,}$'"
 
-# In creation order; downgrade drops them in reverse (partitions go with their table).
-TABLES = (
-    "users",
-    "roles",
-    "user_roles",
-    "api_keys",
-    "sessions",
-    "session",
-    "verification",
-    "audit_logs",
-    "spaces",
-    "service_registry",
-    "service_installations",
-    "infrastructure_instances",
-    "instance_services",
-    "service_management_assignments",
-    "instance_health_history",
-    "tenant",
-    "mcp_server",
-    "mcp_tool",
-    "packages",
-    "maintainers",
-    "package_maintainers",
-    "package_versions",
-    "access_logs",
-    "benchmarks",
-)
+# In creation order; downgrade drops the ones it created in reverse (partitions go along).
+TABLES = adoption.SHARED_TABLES_0001
 
 VIEWS = {
     "latest_benchmarks_view": """
@@ -105,35 +86,88 @@ def _str(name: str, length: int | None, nullable: bool = True, default: str | No
     return sa.Column(name, kind, server_default=default, nullable=nullable)
 
 
+# The tables that were there before this upgrade: adopted, never created or altered.
+_present: set[str] = set()
+# Only the agent writes these; the rest may hold other apps' rows.
+AGENT_ONLY = {"instance_health_history"}
+
+
+def _create_table(name: str, *elements, **options) -> None:
+    if name not in _present:
+        op.create_table(name, *elements, **options)
+
+
 def _indexes(table: str, *indexes: tuple[str, list]) -> None:
+    if table in _present:
+        return
     for name, columns in indexes:
         op.create_index(name, table, columns)
+
+
+def _adopt() -> None:
+    """Check the tables that exist already; stop before any change if one will not do."""
+    bind = op.get_bind()
+    verdicts = adoption.inspect(bind, TABLES)
+    problems = [problem for verdict in verdicts for problem in verdict.problems]
+    if problems:
+        raise adoption.AdoptionError(problems)
+    _present.clear()
+    _present.update(verdict.table for verdict in verdicts if verdict.state != "missing")
+    for table in sorted(_present):
+        log.info("%s: exists and has what the agent needs; adopted", table)
+    ownership.create(bind)
+
+
+def _record() -> None:
+    bind = op.get_bind()
+    for table in TABLES:
+        ownership.record(bind, table, "table", "adopted" if table in _present else "owned")
+    for view in VIEWS:
+        ownership.record(bind, view, "view", "adopted" if view in _present else "owned")
 
 
 def upgrade() -> None:
     if context.is_offline_mode():
         raise RuntimeError("revision 0001 inspects the server for TimescaleDB: run it online")
+    _adopt()
     _auth()
     _marketplace()
     _infrastructure()
     _mcp()
     _registry()
-    backend = _choose_backend()
-    _instance_health_history(backend)
-    _benchmarks(backend)
+    if not {"instance_health_history", "benchmarks"} <= _present:
+        backend = _choose_backend()
+        _instance_health_history(backend)
+        _benchmarks(backend)
+    _present.update(name for name in VIEWS if _relation_exists(name))
     for name, sql in VIEWS.items():
-        op.execute(f"CREATE VIEW {name} AS {sql}")
+        if name not in _present:
+            op.execute(f"CREATE VIEW {name} AS {sql}")
+    _record()
+
+
+def _relation_exists(name: str) -> bool:
+    sql = sa.text("SELECT to_regclass(:name) IS NOT NULL")
+    return op.get_bind().execute(sql, {"name": name}).scalar()
 
 
 def downgrade() -> None:
+    bind = op.get_bind()
+    for index in ownership.owned(bind, "index"):
+        op.execute(f'DROP INDEX IF EXISTS "{index}"')
+    views = ownership.owned(bind, "view")
     for name in reversed(VIEWS):
-        op.execute(f"DROP VIEW IF EXISTS {name}")
-    for table in reversed(TABLES):
+        if name in views:
+            op.execute(f"DROP VIEW IF EXISTS {name}")
+    owned = ownership.owned(bind, "table")
+    candidates = [table for table in reversed(TABLES) if table in owned]
+    for table in ownership.droppable(bind, candidates, set(TABLES) - AGENT_ONLY):
         op.drop_table(table)
+    op.drop_table(ownership.TABLE)
 
 
 def _auth() -> None:
-    op.create_table(
+    _create_table(
         "users",
         _id(),
         _str("email", 255, nullable=False),
@@ -163,7 +197,7 @@ def _auth() -> None:
         ("idx_users_is_active", ["is_active"]),
         ("idx_users_created_at", [sa.literal_column("created_at DESC")]),
     )
-    op.create_table(
+    _create_table(
         "roles",
         _id(),
         _str("name", 100, nullable=False),
@@ -175,7 +209,7 @@ def _auth() -> None:
         sa.UniqueConstraint("name", name=op.f("uq_roles_name")),
     )
     _indexes("roles", ("idx_roles_name", ["name"]))
-    op.create_table(
+    _create_table(
         "user_roles",
         _id(),
         _ref("user_id", "users.id", nullable=False, ondelete="CASCADE"),
@@ -193,7 +227,7 @@ def _auth() -> None:
     )
     _api_keys_and_sessions()
     _better_auth()
-    op.create_table(
+    _create_table(
         "audit_logs",
         _id(),
         _ref("user_id", "users.id", ondelete="SET NULL"),
@@ -215,7 +249,7 @@ def _auth() -> None:
 
 
 def _api_keys_and_sessions() -> None:
-    op.create_table(
+    _create_table(
         "api_keys",
         _id(),
         _ref("user_id", "users.id", nullable=False, ondelete="CASCADE"),
@@ -237,7 +271,7 @@ def _api_keys_and_sessions() -> None:
         ("idx_api_keys_expires_at", ["expires_at"]),
         ("idx_api_keys_active", ["is_active"]),
     )
-    op.create_table(
+    _create_table(
         "sessions",
         _id(),
         _ref("user_id", "users.id", nullable=False, ondelete="CASCADE"),
@@ -257,7 +291,7 @@ def _api_keys_and_sessions() -> None:
 
 
 def _better_auth() -> None:
-    op.create_table(
+    _create_table(
         "session",
         _str("id", None, nullable=False),
         _at("expires_at", default=None),
@@ -271,7 +305,7 @@ def _better_auth() -> None:
         sa.UniqueConstraint("token", name=op.f("uq_session_token")),
     )
     _indexes("session", (op.f("ix_session_expires_at"), ["expires_at"]))
-    op.create_table(
+    _create_table(
         "verification",
         _str("id", None, nullable=False),
         _str("identifier", None, nullable=False),
@@ -285,7 +319,7 @@ def _better_auth() -> None:
 
 
 def _marketplace() -> None:
-    op.create_table(
+    _create_table(
         "spaces",
         _id(),
         _str("name", 255, nullable=False),
@@ -293,7 +327,7 @@ def _marketplace() -> None:
         _at("updated_at", nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_spaces")),
     )
-    op.create_table(
+    _create_table(
         "service_registry",
         _id(),
         _str("name", 255, nullable=False),
@@ -338,7 +372,7 @@ def _marketplace() -> None:
         ("idx_service_registry_status", ["status"]),
         ("idx_service_registry_verified", ["verified"]),
     )
-    op.create_table(
+    _create_table(
         "service_installations",
         _id(),
         _ref("service_id", "service_registry.id", ondelete="CASCADE"),
@@ -371,7 +405,7 @@ def _marketplace() -> None:
 
 
 def _infrastructure() -> None:
-    op.create_table(
+    _create_table(
         "infrastructure_instances",
         _id(),
         _str("name", 255, nullable=False),
@@ -401,7 +435,7 @@ def _infrastructure() -> None:
         ("idx_infrastructure_instances_type", ["type"]),
         ("idx_infrastructure_instances_status", ["status"]),
     )
-    op.create_table(
+    _create_table(
         "instance_services",
         _id(),
         _ref("instance_id", "infrastructure_instances.id", ondelete="CASCADE"),
@@ -428,7 +462,7 @@ def _infrastructure() -> None:
         ("idx_instance_services_plugin", ["management_plugin_id"]),
         ("idx_instance_services_status", ["status"]),
     )
-    op.create_table(
+    _create_table(
         "service_management_assignments",
         _id(),
         _ref("instance_service_id", "instance_services.id", ondelete="CASCADE"),
@@ -454,7 +488,7 @@ def _infrastructure() -> None:
 
 
 def _mcp() -> None:
-    op.create_table(
+    _create_table(
         "tenant",
         _id(),
         _str("name", None, nullable=False),
@@ -474,7 +508,7 @@ def _mcp() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tenant")),
         sa.UniqueConstraint("slug", name=op.f("uq_tenant_slug")),
     )
-    op.create_table(
+    _create_table(
         "mcp_server",
         _id(),
         _str("name", None, nullable=False),
@@ -506,7 +540,7 @@ def _mcp() -> None:
         ("idx_mcp_server_tenant", ["tenant_id"]),
         ("idx_mcp_server_status", ["status"]),
     )
-    op.create_table(
+    _create_table(
         "mcp_tool",
         _id(),
         _ref("server_id", "mcp_server.id", nullable=False, ondelete="CASCADE"),
@@ -525,7 +559,7 @@ def _mcp() -> None:
 
 
 def _registry() -> None:
-    op.create_table(
+    _create_table(
         "packages",
         _id(),
         _str("name", 255, nullable=False),
@@ -541,7 +575,7 @@ def _registry() -> None:
         sa.UniqueConstraint("name", name=op.f("uq_packages_name")),
         sa.UniqueConstraint("full_name", name=op.f("uq_packages_full_name")),
     )
-    op.create_table(
+    _create_table(
         "maintainers",
         _id(),
         _str("name", 255, nullable=False),
@@ -555,7 +589,7 @@ def _registry() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_maintainers")),
         sa.UniqueConstraint("email", name=op.f("uq_maintainers_email")),
     )
-    op.create_table(
+    _create_table(
         "package_maintainers",
         _id(),
         _ref("package_id", "packages.id", nullable=False, ondelete="CASCADE"),
@@ -574,7 +608,7 @@ def _registry() -> None:
         ),
     )
     _indexes("package_maintainers", ("idx_package_maintainers_maintainer", ["maintainer_id"]))
-    op.create_table(
+    _create_table(
         "package_versions",
         _id(),
         _ref("package_id", "packages.id", nullable=False, ondelete="CASCADE"),
@@ -587,7 +621,7 @@ def _registry() -> None:
             "package_id", "version", name=op.f("uq_package_versions_package_id_version")
         ),
     )
-    op.create_table(
+    _create_table(
         "access_logs",
         _id(),
         _ref("package_id", "packages.id", nullable=False, ondelete="CASCADE"),
@@ -611,6 +645,8 @@ def _choose_backend() -> timeseries.Backend:
 def _create_timeseries(backend: timeseries.Backend, table: str, *elements) -> None:
     """Create a time-series table as a hypertable or a range-partitioned table."""
     series = timeseries.SERIES[table]
+    if table in _present:
+        return
     if backend == "native":
         op.create_table(table, *elements, postgresql_partition_by=f'RANGE ("{series.column}")')
         ahead = get_settings().partitions_ahead

@@ -17,6 +17,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql as pg
 
+from models import ownership
+
 revision: str = "0005"
 down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
@@ -56,14 +58,21 @@ def upgrade() -> None:
     _ingests()
     _quarantine()
     _alerts()
-    op.execute(f"CREATE OR REPLACE VIEW latest_benchmarks_view AS {LATEST_VIEW}")
+    if _owns_latest_view():
+        op.execute(f"CREATE OR REPLACE VIEW latest_benchmarks_view AS {LATEST_VIEW}")
 
 
 def downgrade() -> None:
-    op.execute(f"CREATE OR REPLACE VIEW latest_benchmarks_view AS {PREVIOUS_LATEST_VIEW}")
+    if _owns_latest_view():
+        op.execute(f"CREATE OR REPLACE VIEW latest_benchmarks_view AS {PREVIOUS_LATEST_VIEW}")
     op.drop_table("benchmark_alerts")
     op.drop_table("benchmark_quarantine")
     op.drop_table("benchmark_ingests")
+
+
+def _owns_latest_view() -> bool:
+    """An adopted view is the registry's: its definition is never replaced."""
+    return "latest_benchmarks_view" in ownership.owned(op.get_bind(), "view")
 
 
 def _count(name: str, default: sa.TextClause = ZERO) -> sa.Column:

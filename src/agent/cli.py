@@ -50,17 +50,29 @@ def up() -> None:
 
 @main.command()
 @click.option("--revision", default="heads", show_default=True, help="Target revision.")
-@click.option("--check", is_flag=True, help="Only report drift between models and database.")
-def migrate(revision: str, check: bool) -> None:
-    """Apply the shared-schema migrations to AGENT_DATABASE_URL."""
+@click.option("--check", is_flag=True, help="Only report each table's state; exit 1 on any drift.")
+@click.option(
+    "--create-indexes",
+    is_flag=True,
+    help="Create indexes the agent needs on adopted tables (CONCURRENTLY); else print them.",
+)
+def migrate(revision: str, check: bool, create_indexes: bool) -> None:
+    """Apply the shared-schema migrations to AGENT_DATABASE_URL, adopting existing tables."""
     from agent import migrate as migrations
+    from models.adoption import AdoptionError
 
     url = require(get_settings().database_url, "AGENT_DATABASE_URL")
     if check:
-        migrations.check(url)
-        click.echo("no drift between the models and the database")
-        return
-    migrations.upgrade(url, revision)
+        status = migrations.status(url)
+        click.echo(migrations.render(status))
+        sys.exit(1 if status.drifted else 0)
+    try:
+        lines = migrations.upgrade(url, revision, create_indexes=create_indexes)
+    except AdoptionError as error:
+        click.echo(str(error), err=True)
+        sys.exit(1)
+    for line in lines:
+        click.echo(line)
 
 
 @main.command()

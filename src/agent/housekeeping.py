@@ -125,6 +125,31 @@ class Tally:
         }
 
 
+def prune_audit(
+    tally: Tally, targets: Iterable[PruneTarget], started: dt.datetime, finished: dt.datetime
+) -> dict[str, object]:
+    """A prune run as one audit row's `changes`: per table, rows deleted and the window.
+
+    The window is the expiry cut-off the run used: rows that expired before `started`
+    minus the table's grace period.
+    """
+    tables = {
+        target.table: {
+            "rows": tally.deleted.get(target.table, 0),
+            "column": target.column,
+            "expired_before": (started - dt.timedelta(seconds=target.grace_s)).isoformat(),
+        }
+        for target in targets
+    }
+    return {
+        "tables": tables,
+        "total": sum(tally.deleted.values()),
+        "complete": tally.complete,
+        "started_at": started.isoformat(),
+        "finished_at": finished.isoformat(),
+    }
+
+
 def lock_key(name: str) -> int:
     """A stable signed 64-bit advisory-lock key for `name` (same in every process)."""
     digest = hashlib.blake2b(f"infra-agent:{name}".encode(), digest_size=8).digest()

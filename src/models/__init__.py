@@ -1,6 +1,6 @@
 """Typed models of the shared schema; importing this package registers every table."""
 
-from models.agent import AgentKnownHost, AgentLease
+from models.agent import AgentKnownHost, AgentLease, AgentSchemaObject
 from models.auth import (
     ApiKey,
     AuditLog,
@@ -20,7 +20,7 @@ from models.infrastructure import (
     ServiceManagementAssignment,
 )
 from models.marketplace import ServiceInstallation, ServiceRegistry, Space
-from models.mcp import McpServer, McpTool, Tenant
+from models.mcp import ApiToken, McpServer, McpTool, Tenant
 from models.plugins import AgentInstallationHealth, PluginHealthHistory
 from models.registry import (
     AccessLog,
@@ -36,7 +36,9 @@ __all__ = [
     "AgentInstallationHealth",
     "AgentKnownHost",
     "AgentLease",
+    "AgentSchemaObject",
     "ApiKey",
+    "ApiToken",
     "AuditLog",
     "AuthSession",
     "Base",

@@ -1,11 +1,11 @@
-"""Tables the agent owns for its bookkeeping: leases, trusted SSH host keys, key fingerprints."""
+"""The agent's bookkeeping tables: leases, SSH host keys, key fingerprints, ownership."""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
 
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import CheckConstraint, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, CreatedAt
@@ -59,3 +59,23 @@ INSTANCE_LEASE = "health.instance."
 def instance_lease(instance_id: uuid.UUID | str) -> str:
     """The lease a health check of one instance holds."""
     return f"{INSTANCE_LEASE}{instance_id}"
+
+
+class AgentSchemaObject(Base):
+    """A table, view or index of the shared schema, and whether the agent created or adopted it.
+
+    `owned`: the agent's migrations created it, so a downgrade may remove it (but see
+    `models.ownership`: never while other rows live in it). `adopted`: it was there before
+    the agent (another app's), so nothing of the agent's ever drops or alters it.
+    """
+
+    __tablename__ = "agent_schema_objects"
+    __table_args__ = (
+        CheckConstraint("kind IN ('table', 'view', 'index')", name="kind"),
+        CheckConstraint("ownership IN ('owned', 'adopted')", name="ownership"),
+    )
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    ownership: Mapped[str] = mapped_column(String(10))
+    recorded_at: Mapped[CreatedAt]

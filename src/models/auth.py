@@ -8,11 +8,13 @@ from typing import Any
 
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.elements import conv
 
 from models.base import Base, CreatedAt, Inet, Str50, Str64, Str100, Str255, UpdatedAt, UuidPk
 
 TRUE = text("true")
 FALSE = text("false")
+# Seed 004 names these two checks itself; `conv` keeps the naming convention off them.
 EMAIL_FORMAT = r"email ~* '^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Z|a-z]{2,}$'"
 
 
@@ -26,7 +28,7 @@ class User(Base):
 
     __tablename__ = "users"
     __table_args__ = (
-        CheckConstraint(EMAIL_FORMAT, name="email_format"),
+        CheckConstraint(EMAIL_FORMAT, name=conv("email_format")),
         Index("idx_users_email", "email"),
         Index("idx_users_username", "username"),
         Index("idx_users_is_active", "is_active"),
@@ -88,7 +90,7 @@ class ApiKey(Base):
 
     __tablename__ = "api_keys"
     __table_args__ = (
-        CheckConstraint("LENGTH(key_hash) = 64", name="key_length"),
+        CheckConstraint("LENGTH(key_hash) = 64", name=conv("key_length")),
         Index("idx_api_keys_user_id", "user_id"),
         Index("idx_api_keys_expires_at", "expires_at"),
         Index("idx_api_keys_active", "is_active"),

@@ -1,4 +1,4 @@
-"""The MCP registry gateway (seed 001): tenants, MCP servers and the tools they offer.
+"""The MCP registry gateway (seed 001): tenants, MCP servers, their tools, API tokens.
 
 The gateway's Drizzle schema names its tables in the singular, like Better-Auth's
 `user`/`session`; these follow it (`tenant`, `mcp_server`, `mcp_tool`) with snake_case columns.
@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import CheckConstraint, ForeignKey, Index, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, CreatedAt, Str50, UpdatedAt, UuidPk
+from models.base import Base, CreatedAt, Str50, TextArray, UpdatedAt, UuidPk
 
 
 class Tenant(Base):
@@ -81,5 +81,26 @@ class McpTool(Base):
     status: Mapped[str] = mapped_column(server_default="active")
     last_seen_at: Mapped[dt.datetime | None]
     removed_at: Mapped[dt.datetime | None]
+    created_at: Mapped[CreatedAt]
+    updated_at: Mapped[UpdatedAt]
+
+
+class ApiToken(Base):
+    """An API token of the gateway (`apiToken`), stored as its SHA-256 hash; it expires.
+
+    The agent deactivates expired tokens as it does `api_keys`, with one audit row each.
+    """
+
+    __tablename__ = "api_token"
+    __table_args__ = (Index("idx_api_token_expires_at", "expires_at"),)
+
+    id: Mapped[UuidPk]
+    token_hash: Mapped[str] = mapped_column(unique=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str | None]
+    scopes: Mapped[TextArray] = mapped_column(server_default=text("'{}'::text[]"))
+    is_active: Mapped[bool] = mapped_column(server_default=text("true"))
+    expires_at: Mapped[dt.datetime | None]
+    last_used_at: Mapped[dt.datetime | None]
     created_at: Mapped[CreatedAt]
     updated_at: Mapped[UpdatedAt]

@@ -111,18 +111,37 @@ def choose_backend(conn: Connection, preference: str) -> Backend:
         raise TimeseriesError(
             f"AGENT_TIMESERIES_BACKEND=timescaledb, but TimescaleDB cannot be used: {problem}"
         )
-    log.info("TimescaleDB not usable (%s); using native partitions", problem)
+    log.warning("TimescaleDB not usable (%s); time series use native partitions", problem)
     return "native"
 
 
 def _create_extension(conn: Connection) -> str | None:
-    """Create the extension in a savepoint; the reason it failed, or None."""
+    """Create the extension in a savepoint; the reason it failed, or None.
+
+    Installed but not preloaded, `CREATE EXTENSION` fails with a FATAL error that ends the
+    connection (no savepoint survives that), so the preload is checked first.
+    """
+    if not _created(conn) and not _preloaded(conn):
+        return (
+            "the extension is installed but shared_preload_libraries does not name timescaledb"
+            " (add it and restart the server)"
+        )
     try:
         with conn.begin_nested():
             conn.execute(text("CREATE EXTENSION IF NOT EXISTS timescaledb"))
     except DBAPIError as exc:
         return str(exc.orig).strip()
     return None
+
+
+def _created(conn: Connection) -> bool:
+    sql = "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')"
+    return bool(conn.execute(text(sql)).scalar())
+
+
+def _preloaded(conn: Connection) -> bool:
+    libraries = conn.execute(text("SELECT current_setting('shared_preload_libraries')")).scalar()
+    return "timescaledb" in {name.strip().strip('"') for name in (libraries or "").split(",")}
 
 
 def current_backend(conn: Connection, table: str) -> Backend | None:
@@ -215,9 +234,18 @@ def ensure_partitions_for(
 
 def _natively_partitioned(conn: Connection, series: Series) -> bool:
     backend = current_backend(conn, series.table)
-    if backend is None:
+    if backend is None and not _plain_table(conn, series.table):
         raise TimeseriesError(f"{series.table} is neither a hypertable nor partitioned")
     return backend == "native"
+
+
+def _plain_table(conn: Connection, table: str) -> bool:
+    """Whether `table` is a plain table: adopted as its owner made it (no TimescaleDB).
+
+    Rows go in as they are; nothing is partitioned or dropped.
+    """
+    sql = "SELECT relkind = 'r' FROM pg_class WHERE oid = to_regclass(:table)"
+    return bool(conn.execute(text(sql), {"table": table}).scalar())
 
 
 def partitions(conn: Connection, table: str) -> list[Partition]:
@@ -236,7 +264,13 @@ def partitions(conn: Connection, table: str) -> list[Partition]:
 
 
 def drop_older_than(conn: Connection, series: Series, before: dt.datetime) -> list[str]:
-    """Drop the partitions or chunks holding only rows older than `before`; their names."""
+    """Drop the partitions or chunks holding only rows older than `before`; their names.
+
+    A plain (adopted) table has neither: its owner keeps it, and nothing is dropped.
+    """
+    if current_backend(conn, series.table) is None and _plain_table(conn, series.table):
+        log.info("%s: a plain table its owner keeps; no retention drop", series.table)
+        return []
     if _natively_partitioned(conn, series):
         old = [p for p in partitions(conn, series.table) if p.upper and p.upper <= before]
         quote = conn.dialect.identifier_preparer.quote

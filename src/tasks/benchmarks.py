@@ -174,7 +174,7 @@ def store_run(
     parsed = read(stream, format)
     ingest_id, seen = bench_store.begin_ingest(session, sha, parsed.format, source)
     bench_store.prepare(session)
-    merged = {**defaults, **parsed.context}
+    merged = parsed.run_context(defaults)
     merged.setdefault("run_id", run_id_for(sha))
     run_id = storable(merged["run_id"], "run_id")  # the payload's own may be anything
     validator = Validator(merged, parsed.format, latest_allowed(settings))

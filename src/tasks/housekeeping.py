@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -19,7 +20,15 @@ from psycopg.errors import LockNotAvailable
 from sqlalchemy.exc import OperationalError
 
 from agent.celery import app
-from agent.housekeeping import BatchSizer, PruneTarget, Tally, cutoffs, lock_key, log_targets
+from agent.housekeeping import (
+    BatchSizer,
+    PruneTarget,
+    Tally,
+    cutoffs,
+    lock_key,
+    log_targets,
+    prune_audit,
+)
 from agent.housekeeping import prune_targets as session_targets
 from agent.settings import Settings, get_settings
 from models.session import get_engine, session_scope
@@ -71,12 +80,20 @@ def exclusively(name: str) -> Iterator[bool]:
 
 
 def run_prune(settings: Settings, progress: Progress = quietly) -> dict[str, Any]:
-    """Prune every session table (plus configured ones) under the pruner's lock."""
+    """Prune every session table (plus configured ones) under the pruner's lock.
+
+    Each run that got the lock leaves one audit row (`housekeeping.prune`), even one that
+    found nothing: an operator can see that the pruner runs, and what each run removed.
+    """
     targets = session_targets(settings.prune_extra_tables)
     with exclusively(PRUNE_LOCK) as held:
         if not held:
             return {"skipped": "another prune is running", "total": 0}
+        started = dt.datetime.now(dt.UTC)
         tally = prune(settings, targets, time.monotonic() + time_budget_s(settings), progress)
+        with session_scope() as session:
+            changes = prune_audit(tally, targets, started, dt.datetime.now(dt.UTC))
+            store.record_prune(session, uuid.uuid4(), changes)
     return tally.summary()
 
 
@@ -120,16 +137,19 @@ def prune_table(
 
 
 def run_expire_keys(settings: Settings) -> dict[str, Any]:
-    """Deactivate expired keys in batches of their own transaction until none is left."""
+    """Deactivate expired API keys, then gateway API tokens, until none is left.
+
+    Each batch runs in a transaction of its own.
+    """
     deadline = time.monotonic() + time_budget_s(settings)
-    total = 0
-    while time.monotonic() < deadline:
+    total, pending = 0, list(store.EXPIRING_CREDENTIALS)
+    while pending and time.monotonic() < deadline:
         with session_scope() as session:
-            changed = store.expire_api_keys(session, KEYS_PER_BATCH)
+            changed = store.expire_api_keys(session, KEYS_PER_BATCH, pending[0])
         total += changed
         if changed == 0:
-            return {"deactivated": total, "complete": True}
-    return {"deactivated": total, "complete": False}
+            pending.pop(0)
+    return {"deactivated": total, "complete": not pending}
 
 
 def retention_days(settings: Settings) -> dict[str, int | None]:

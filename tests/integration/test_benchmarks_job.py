@@ -90,13 +90,15 @@ def test_a_google_benchmark_file_keeps_aggregates_and_refuses_nan_and_errors(pac
     assert testbeds == {"ci-x86_64"}
 
 
-def test_generic_json_links_packages_by_name_or_yapkg_full_name(package):
+def test_generic_json_links_packages_by_name_or_yapkg_full_name_under_the_registry_name(
+    package,
+):
     with session_scope() as session:
         by_name = Package(name=package)
         by_full_name = Package(name=f"{package}-yapkg", field="npm", full_name=f"{package}f")
         session.add_all([by_name, by_full_name])
         session.flush()
-        ids = {package: by_name.id, f"{package}f": by_full_name.id}
+        ids = {package: by_name.id, f"{package}-yapkg": by_full_name.id}
     result = ingest(payload("generic.json", package))
     assert (result["accepted"], result["duplicate"], result["quarantined"]) == (7, 1, 8)
     with session_scope() as session:
@@ -239,3 +241,76 @@ def test_a_throughput_drop_alerts_and_a_rise_does_not(package):
 def test_history_in_another_time_unit_is_converted(package):
     history(package, [v / 1000 for v in NOISY], unit="s")
     assert newest(package, 100.4)["alerts"] == 0
+
+
+# --- one package, one name ------------------------------------------------------------
+
+
+def registered(package: str) -> uuid.UUID:
+    """The registry's row for `package` (seed 000), with yapkg's identity (seed 003)."""
+    with session_scope() as session:
+        row = Package(name=package, field="npm", full_name=package.removeprefix("@"))
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def pytest_file_outside_git(project: str) -> str:
+    """A pytest-benchmark file as written outside git: no branch, its project named."""
+    document = json.loads((DATA / "pytest_benchmark.json").read_text())
+    document["commit_info"].update(project=project, branch="(unknown)", id=uuid.uuid4().hex)
+    return json.dumps(document)
+
+
+def stored(package: str) -> set[tuple]:
+    sql = text(
+        "SELECT DISTINCT package_name, package_id, branch FROM benchmarks"
+        " WHERE package_name LIKE :p"
+    )
+    with session_scope() as session:
+        return set(session.execute(sql, {"p": f"%{package.removeprefix('@')}%"}).all())
+
+
+def test_defaults_name_the_package_and_branch_where_the_file_only_guesses_them(package):
+    package_id = registered(package)
+    defaults = {"package": package, "branch": "release"}
+    result = ingest(pytest_file_outside_git("pybench"), defaults=defaults)
+    assert result["accepted"] > 0
+    assert stored(package) == {(package, package_id, "release")}
+
+
+@pytest.mark.parametrize("spelling", ["yapkg full name", "registry name"])
+def test_every_spelling_of_a_package_is_filed_under_the_registry_name_and_linked(package, spelling):
+    package_id = registered(package)
+    given = {
+        "yapkg full name": package.removeprefix("@"),
+        "registry name": package,
+    }[spelling]
+    result = ingest(pytest_file_outside_git("pybench"), defaults={"package": given})
+    assert result["accepted"] > 0
+    assert stored(package) == {(package, package_id, None)}
+
+
+def test_the_seeds_own_view_queries_see_every_point_of_a_package_however_it_came(package):
+    registered(package)
+    ingest(pytest_file_outside_git("a"), defaults={"package": package})
+    ingest(pytest_file_outside_git("b"), defaults={"package": package.removeprefix("@")})
+    with session_scope() as session:
+        # Seed 000's "Get latest benchmarks" and "Get package maintainers", with our name.
+        latest_rows = session.execute(
+            text("SELECT * FROM latest_benchmarks_view WHERE package_name = :p"), {"p": package}
+        ).all()
+        maintainers = session.execute(
+            text("SELECT * FROM package_maintainers_view WHERE name = :p"), {"p": package}
+        ).all()
+        points = session.scalar(
+            text("SELECT count(*) FROM benchmarks WHERE package_name = :p"), {"p": package}
+        )
+    assert points == 2 * len(latest_rows) > 0
+    assert {row.package_id for row in latest_rows} != {None}
+    assert maintainers == []
+
+
+def test_an_unregistered_package_keeps_the_name_it_came_with(package):
+    ingest(pytest_file_outside_git("pybench"), defaults={"package": package})
+    assert stored(package) == {(package, None, None)}

@@ -119,6 +119,33 @@ def test_expired_rows_go_and_live_rows_stay_in_every_session_table(user_id):
     assert result["batches"] > 700 // 50
 
 
+def prune_audits():
+    return sql(
+        "SELECT entity_id, action, user_agent, changes FROM audit_logs"
+        " WHERE entity_type = 'housekeeping.prune' ORDER BY created_at, id"
+    )
+
+
+def test_each_prune_run_leaves_one_audit_summary_even_when_nothing_expired(user_id):
+    before = len(prune_audits())
+    add_sessions(user_id, 30, -3600)
+    add_better_auth(user_id, 4, -60)
+    first = housekeeping.run_prune(settings(prune_batch_size=10))
+    housekeeping.run_prune(settings())
+    audits = prune_audits()[before:]
+    assert len(audits) == 2
+    [(run_id, action, agent, changes), (_, _, _, empty)] = audits
+    assert (action, agent) == ("DELETE", "infra-agent")
+    assert run_id is not None
+    assert {t: c["rows"] for t, c in changes["tables"].items()} == first["deleted"]
+    assert changes["total"] == first["total"] >= 34
+    assert changes["tables"]["sessions"]["column"] == "expires_at"
+    started = dt.datetime.fromisoformat(changes["started_at"])
+    assert dt.datetime.fromisoformat(changes["tables"]["sessions"]["expired_before"]) == started
+    assert empty["total"] == 0
+    assert set(empty["tables"]) == set(changes["tables"])
+
+
 def test_a_row_expiring_exactly_now_is_not_yet_expired(user_id, db_session):
     # One transaction: now() is the same instant for the inserts and for the prune statement.
     db_session.execute(
@@ -160,7 +187,8 @@ def test_a_grace_period_keeps_recently_expired_rows_of_a_configured_table(databa
         (PruneTarget(table="no_such_table"), "no such table"),
         (PruneTarget(table="sessions", column="no_such_column"), "no such column"),
         (PruneTarget(table="sessions", column="token_hash"), "not a timestamp"),
-        (PruneTarget(table="instance_health_history", column="time"), "partitioned"),
+        # Partitioned or (on TimescaleDB) a hypertable: either way, retention's.
+        (PruneTarget(table="instance_health_history", column="time"), "kept by retention"),
         (PruneTarget(table="SESSIONS"), "no such table"),
     ],
 )
@@ -390,6 +418,29 @@ def test_expired_active_keys_are_deactivated_each_with_one_audit_row(user_id):
     assert by_key[keys["expired-null"]][4]["before"] == {"is_active": None}
 
 
+def test_expired_gateway_api_tokens_are_deactivated_each_with_one_audit_row(user_id):
+    tokens = sql(
+        "INSERT INTO api_token (token_hash, user_id, expires_at) VALUES"
+        " (encode(sha256(gen_random_uuid()::text::bytea), 'hex'), :u, now() - interval '1 day'),"
+        " (encode(sha256(gen_random_uuid()::text::bytea), 'hex'), :u, now() + interval '1 day')"
+        " RETURNING id",
+        u=user_id,
+    )
+    expired, live = (row[0] for row in tokens)
+    try:
+        assert housekeeping.run_expire_keys(settings())["deactivated"] >= 1
+        active = dict(
+            sql("SELECT id, is_active FROM api_token WHERE id IN (:a, :b)", a=expired, b=live)
+        )
+        assert active == {expired: False, live: True}
+        audits = sql("SELECT entity_type, changes FROM audit_logs WHERE entity_id = :t", t=expired)
+        assert [(kind, changes["after"]) for kind, changes in audits] == [
+            ("api_token", {"is_active": False})
+        ]
+    finally:
+        sql("DELETE FROM api_token WHERE id IN (:a, :b)", a=expired, b=live)
+
+
 def test_a_key_expiring_exactly_now_stays_active(user_id, db_session):
     db_session.execute(
         text(
@@ -607,3 +658,14 @@ def test_health_history_chunks_past_the_window_are_dropped_on_timescaledb(timesc
     assert result["dropped"]["instance_health_history"]
     assert result["ready"] == dict.fromkeys(timeseries.SERIES)
     assert housekeeping.plan(timescaledb_settings, now)["series"]["instance_health_history"] == []
+
+
+@pytest.mark.timescaledb
+def test_a_hypertable_named_as_a_prune_target_is_refused_like_a_partitioned_table(
+    timescaledb_settings,
+):
+    target = PruneTarget(table="instance_health_history", column="time")
+    with pytest.raises(store.PruneTargetError, match="a hypertable is kept by retention"):
+        housekeeping.run_prune(
+            timescaledb_settings.model_copy(update={"prune_extra_tables": (target,)})
+        )

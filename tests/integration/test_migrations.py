@@ -7,6 +7,7 @@ from sqlalchemy import create_engine, text
 from agent import migrate
 from agent.settings import get_settings, to_sqlalchemy_url
 from models import timeseries
+from tests.conftest import new_database
 
 pytestmark = pytest.mark.integration
 
@@ -123,6 +124,18 @@ def test_upgrade_creates_the_index_names_the_seeds_give(migrated):
     assert relations(migrated, "iI") >= SEED_INDEXES
 
 
+def test_constraints_the_seeds_name_have_the_seeds_names(migrated):
+    sql = "SELECT conrelid::regclass::text, conname FROM pg_constraint WHERE conname = ANY(:n)"
+    names = ["email_format", "key_length", "unique_slug"]
+    with migrated.connect() as conn:
+        found = set(conn.execute(text(sql), {"n": names}).all())
+    assert found == {
+        ("users", "email_format"),
+        ("api_keys", "key_length"),
+        ("service_registry", "unique_slug"),
+    }
+
+
 def test_upgrade_creates_both_views(migrated):
     assert relations(migrated, "v") == VIEWS
 
@@ -191,6 +204,47 @@ def test_auto_falls_back_to_native_partitions_without_timescaledb(engine):
             pytest.skip("TimescaleDB is available on this server")
         assert timeseries.choose_backend(conn, "auto") == "native"
         assert timeseries.choose_backend(conn, "native") == "native"
+
+
+@pytest.fixture
+def unpreloaded_database_url(unpreloaded_timescaledb_url):
+    """A database on a server where TimescaleDB is installed but not preloaded."""
+    with new_database(unpreloaded_timescaledb_url, "agent_unpreloaded") as url:
+        yield url
+
+
+NOT_PRELOADED = "installed but shared_preload_libraries does not name timescaledb"
+
+
+@pytest.mark.timescaledb
+def test_auto_falls_back_to_native_partitions_where_timescaledb_is_not_preloaded(
+    unpreloaded_database_url, caplog
+):
+    engine = create_engine(to_sqlalchemy_url(unpreloaded_database_url))
+    try:
+        with engine.connect() as conn:
+            assert timeseries.timescaledb_available(conn)
+        migrate.upgrade(unpreloaded_database_url)
+        for table in timeseries.SERIES:
+            assert backend_of(engine, table) == "native"
+        assert relations(engine, "rp") >= TABLES
+    finally:
+        engine.dispose()
+    [why] = [r.getMessage() for r in caplog.records if "TimescaleDB not usable" in r.getMessage()]
+    assert NOT_PRELOADED in why
+
+
+@pytest.mark.timescaledb
+def test_a_required_timescaledb_that_is_not_preloaded_stops_with_the_reason(
+    unpreloaded_database_url, timescaledb_required
+):
+    with pytest.raises(timeseries.TimeseriesError, match=NOT_PRELOADED):
+        migrate.upgrade(unpreloaded_database_url)
+    engine = create_engine(to_sqlalchemy_url(unpreloaded_database_url))
+    try:
+        assert relations(engine, "rpv") == set()
+    finally:
+        engine.dispose()
 
 
 def test_partitions_are_created_once_for_old_rows_and_dropped_for_retention(migrated):

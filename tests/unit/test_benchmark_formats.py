@@ -18,7 +18,7 @@ NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 def ingest(content: bytes, format=None, defaults=None):
     parsed = read(io.BytesIO(content), format)
-    validator = Validator({"run_id": "r", **(defaults or {}), **parsed.context}, "t", NOW)
+    validator = Validator({"run_id": "r", **parsed.run_context(defaults or {})}, "t", NOW)
     tally = Tally()
     points = [p for batch in batches(parsed.rows, validator, tally, 7) for p in batch.points]
     return parsed, points, tally
@@ -133,3 +133,19 @@ def test_prefetch_raises_the_producers_error_in_order():
     assert next(items) == 1
     with pytest.raises(FormatError, match="bad"):
         next(items)
+
+
+def test_defaults_beat_what_a_pytest_benchmark_file_only_guesses():
+    document = json.loads((DATA / "pytest_benchmark.json").read_text())
+    document["commit_info"].update(project="pybench", branch="(unknown)")
+    defaults = {"package": "graph/layer4", "branch": "release"}
+    _, points, _ = ingest(json.dumps(document).encode(), defaults=defaults)
+    _, package, _, _, _, _, _, _, branch, *_ = points[0]
+    assert (package, branch) == ("graph/layer4", "release")
+
+
+def test_a_file_without_git_has_no_branch_rather_than_unknown():
+    document = json.loads((DATA / "pytest_benchmark.json").read_text())
+    document["commit_info"]["branch"] = "(unknown)"
+    _, points, _ = ingest(json.dumps(document).encode())
+    assert points[0][8] is None

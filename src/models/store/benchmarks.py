@@ -46,16 +46,27 @@ _SOURCE = ", ".join(
 )
 SERIES_KEY = ("package_name", "benchmark", "metric", "branch", "testbed")
 
+# One package, one name: a point is filed under the registry's name of its package, whether
+# it came as that name (`@graph/layer4`), as yapkg's `full_name` (`graph/layer4`), or as
+# either without or with npm's leading `@`; and linked to it. Exact matches win.
+_PACKAGE = """
+    SELECT id, name FROM packages
+    WHERE name IN (s.package_name, '@' || s.package_name)
+       OR full_name IN (s.package_name, ltrim(s.package_name, '@'))
+    ORDER BY name = s.package_name DESC, (full_name = s.package_name) IS TRUE DESC, name
+    LIMIT 1
+"""
+_SOURCE_NAMED = _SOURCE.replace('s."package_name"', 'COALESCE(p.name, s."package_name")')
+
 # The inserted rows are summarized per series here, so that what comes back is one row per
 # series touched, not one per point.
 _MOVE = text(
     f"""
     WITH inserted AS (
         INSERT INTO benchmarks ({_TARGET})
-        SELECT COALESCE(by_name.id, by_full_name.id), {_SOURCE}
+        SELECT p.id, {_SOURCE_NAMED}
         FROM {STAGING} AS s
-        LEFT JOIN packages AS by_name ON by_name.name = s.package_name
-        LEFT JOIN packages AS by_full_name ON by_full_name.full_name = s.package_name
+        LEFT JOIN LATERAL ({_PACKAGE}) AS p ON true
         ON CONFLICT (package_name, benchmark, metric, testbed, run_id, "timestamp") DO NOTHING
         RETURNING {", ".join(SERIES_KEY)}, "timestamp"
     )

@@ -7,6 +7,7 @@ catalog first, and only the names the catalog returns are quoted into statements
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +58,9 @@ def resolve(session: Session, target: PruneTarget) -> Resolved:
     if kind != "r":
         # ctid is only unique within one table, and partitions have retention instead.
         raise PruneTargetError(f"{where}: a partitioned table is kept by retention, not pruned")
+    if current_backend(session.connection(), table) == "timescaledb":
+        # Its rows live in chunks: deleting them one by one is what drop_chunks avoids.
+        raise PruneTargetError(f"{where}: a hypertable is kept by retention, not pruned")
     if column is None:
         raise PruneTargetError(f"{where}: no such column")
     if column_type not in EXPIRY_TYPES:
@@ -166,22 +170,38 @@ def count_expired(session: Session, resolved: Resolved) -> int:
     return session.execute(text(sql), {"grace_s": resolved.target.grace_s}).scalar_one()
 
 
-_EXPIRE_KEYS = text(
+_PRUNE_AUDIT = text(
     """
+    INSERT INTO audit_logs (user_id, entity_type, entity_id, action, changes, user_agent)
+    VALUES (NULL, 'housekeeping.prune', :run_id, 'DELETE', CAST(:changes AS jsonb), :agent)
+    """
+)
+
+
+def record_prune(session: Session, run_id: Any, changes: dict[str, Any]) -> None:
+    """One audit row for a whole prune run (`agent.housekeeping.prune_audit`)."""
+    params = {"run_id": run_id, "changes": json.dumps(changes), "agent": AGENT_USER_AGENT}
+    session.execute(_PRUNE_AUDIT, params)
+
+
+# Tables of expiring credentials: SmartHub's API keys (004), the gateway's API tokens (001).
+EXPIRING_CREDENTIALS = ("api_keys", "api_token")
+
+_EXPIRE = """
     WITH expired AS (
-        SELECT id, is_active, expires_at FROM api_keys
+        SELECT id, is_active, expires_at FROM {table}
         WHERE is_active IS NOT FALSE AND expires_at < now()
         ORDER BY expires_at
         LIMIT :limit
         FOR UPDATE SKIP LOCKED
     ), changed AS (
-        UPDATE api_keys AS k SET is_active = false, updated_at = now()
+        UPDATE {table} AS k SET is_active = false, updated_at = now()
         FROM expired AS e
         WHERE k.id = e.id AND k.is_active IS NOT FALSE AND k.expires_at < now()
         RETURNING k.id, e.is_active AS was_active, k.expires_at
     )
     INSERT INTO audit_logs (user_id, entity_type, entity_id, action, changes, user_agent)
-    SELECT NULL, 'api_keys', id, 'UPDATE',
+    SELECT NULL, '{table}', id, 'UPDATE',
         jsonb_build_object(
             'before', jsonb_build_object('is_active', was_active),
             'after', jsonb_build_object('is_active', false),
@@ -189,20 +209,31 @@ _EXPIRE_KEYS = text(
         :agent
     FROM changed
     RETURNING entity_id
+"""
+
+
+def expire_api_keys(session: Session, limit: int, table: str = "api_keys") -> int:
+    """Deactivate up to `limit` expired, still active keys, one audit row each; how many.
+
+    `table` is one of EXPIRING_CREDENTIALS (a constant, never a setting); one that does not
+    exist (the gateway not deployed) has nothing to expire.
     """
-)
-
-
-def expire_api_keys(session: Session, limit: int) -> int:
-    """Deactivate up to `limit` expired, still active keys, one audit row each; how many."""
-    rows = session.execute(_EXPIRE_KEYS, {"limit": limit, "agent": AGENT_USER_AGENT})
-    return len(rows.all())
+    assert table in EXPIRING_CREDENTIALS
+    if session.execute(text("SELECT to_regclass(:t)"), {"t": table}).scalar() is None:
+        return 0
+    params = {"limit": limit, "agent": AGENT_USER_AGENT}
+    return len(session.execute(text(_EXPIRE.format(table=table)), params).all())
 
 
 def count_expirable_api_keys(session: Session) -> int:
-    """How many keys are past their expiry and still active (for a dry run)."""
-    sql = "SELECT count(*) FROM api_keys WHERE is_active IS NOT FALSE AND expires_at < now()"
-    return session.execute(text(sql)).scalar_one()
+    """How many keys and tokens are past their expiry and still active (for a dry run)."""
+    total = 0
+    for table in EXPIRING_CREDENTIALS:
+        if session.execute(text("SELECT to_regclass(:t)"), {"t": table}).scalar() is None:
+            continue
+        sql = f"SELECT count(*) FROM {table} WHERE is_active IS NOT FALSE AND expires_at < now()"
+        total += session.execute(text(sql)).scalar_one()
+    return total
 
 
 def set_lock_timeout(session: Session, timeout_ms: int) -> None:
@@ -216,8 +247,11 @@ def set_lock_timeout(session: Session, timeout_ms: int) -> None:
 
 def droppable(conn: Connection, series: Series, before: dt.datetime) -> list[str]:
     """The partitions or chunks that dropping data older than `before` would remove."""
-    if current_backend(conn, series.table) == "native":
+    backend = current_backend(conn, series.table)
+    if backend == "native":
         return [p.name for p in partitions(conn, series.table) if p.upper and p.upper <= before]
+    if backend is None:
+        return []  # a plain table the agent adopted: retention leaves it to its owner
     sql = "SELECT show_chunks(CAST(:table AS regclass), older_than => CAST(:before AS timestamptz))"
     return [str(c) for c in conn.execute(text(sql), {"table": series.table, "before": before})]
 

@@ -56,11 +56,20 @@ class Raw(NamedTuple):
 
 @dataclass
 class Parsed:
-    """What a reader found: the run-level context and the rows (an iterator, read once)."""
+    """What a reader found: the run-level context and the rows (an iterator, read once).
+
+    `guesses` are context values the file implies without saying them for this purpose
+    (pytest-benchmark's `commit_info.project` as the package): the caller's defaults win.
+    """
 
     format: str
     context: dict[str, Any] = field(default_factory=dict)
     rows: Iterator[Raw] = field(default_factory=lambda: iter(()))
+    guesses: dict[str, Any] = field(default_factory=dict)
+
+    def run_context(self, defaults: dict[str, Any]) -> dict[str, Any]:
+        """The run's context: what the file says, else the caller's defaults, else guesses."""
+        return {**self.guesses, **defaults, **self.context}
 
 
 def detect(head: bytes) -> str:

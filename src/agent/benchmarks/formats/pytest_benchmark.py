@@ -1,8 +1,9 @@
 """pytest-benchmark's `--benchmark-json` output: `stats` in seconds, one entry per test.
 
 The file does not name the package: a top-level `package` (added by a
-`pytest_benchmark_update_json` hook) is used, else `commit_info.project`. `datetime`,
-`commit_info.branch` and `commit_info.id` give the timestamp, branch and commit of every row.
+`pytest_benchmark_update_json` hook) is used, else the caller's `defaults.package`, else
+`commit_info.project`. `datetime`, `commit_info.branch` and `commit_info.id` give the
+timestamp, branch and commit of every row; a branch of `(unknown)` (no git) is none.
 """
 
 from __future__ import annotations
@@ -34,21 +35,35 @@ CONTEXT_KEYS = {"commit_info", "datetime", "package", "package_version", "testbe
 def read(stream: IO[bytes], format: str) -> Parsed:
     """Rows of a pytest-benchmark JSON file."""
     top = top_level(stream, CONTEXT_KEYS)
-    return Parsed(format, context(top), rows(stream))
+    return Parsed(format, context(top), rows(stream), guesses(top))
+
+
+# What pytest-benchmark writes when it found no git branch: not a branch name.
+NO_BRANCH = "(unknown)"
+
+
+def _commit(top: dict[str, Any]) -> dict[str, Any]:
+    return top["commit_info"] if isinstance(top.get("commit_info"), dict) else {}
 
 
 def context(top: dict[str, Any]) -> dict[str, Any]:
     """What the file says about every row."""
-    commit = top.get("commit_info") if isinstance(top.get("commit_info"), dict) else {}
+    commit = _commit(top)
     found = {
-        "package": top.get("package") or commit.get("project"),
+        "package": top.get("package"),
         "version": top.get("package_version"),
         "timestamp": top.get("datetime"),
-        "branch": commit.get("branch"),
+        "branch": None if commit.get("branch") == NO_BRANCH else commit.get("branch"),
         "commit": commit.get("id"),
         "testbed": top.get("testbed"),
     }
     return {name: value for name, value in found.items() if value not in (None, "")}
+
+
+def guesses(top: dict[str, Any]) -> dict[str, Any]:
+    """The package the file implies (its git project), used only without `defaults.package`."""
+    project = _commit(top).get("project")
+    return {} if project in (None, "") else {"package": project}
 
 
 def rows(stream: IO[bytes]) -> Iterator[Raw]:
