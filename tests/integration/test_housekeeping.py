@@ -362,8 +362,11 @@ def test_the_worker_reports_progress_and_returns_counts(
         job = celery_app.send_task("agent.housekeeping.prune_sessions")
         seen = []
         while not job.ready():
-            if job.state == "PROGRESS":
-                seen.append(job.info)
+            # State and meta read together: reading `state`, then `info`, can pair a PROGRESS
+            # state with the final result that replaced it in between.
+            meta = job.backend.get_task_meta(job.id)
+            if meta["status"] == "PROGRESS":
+                seen.append(meta["result"])
             time.sleep(0.02)
         result = job.get(timeout=60)
     finally:
