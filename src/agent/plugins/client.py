@@ -5,7 +5,8 @@ Many installations share a few hosts, so connections are kept alive and reused; 
 check that cannot get a slot in time is a timeout. TLS is always verified against the
 system's CAs. Cookies are never kept: one installation's session must not ride along on
 another's request to the same host (they may belong to different spaces). Proxies from the
-environment are ignored. After a fork the child builds its own client.
+environment are ignored. After a fork the child builds its own client. Every request ends
+by its check's deadline (`agent.probes.deadline`), however slowly the server answers.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from http.cookiejar import CookieJar, DefaultCookiePolicy
 import httpx
 
 from agent.probes.base import ErrorClass, ProbeError
+from agent.probes.deadline import bounded_transport
 
 USER_AGENT = "infra-agent"
 
@@ -76,14 +78,17 @@ class Pool:
 
 def build_pool(limits: ClientLimits) -> Pool:
     """A new client with these limits (the process normally shares one, see `shared_pool`)."""
-    client = httpx.Client(
-        timeout=httpx.Timeout(limits.timeout_s),
+    transport = bounded_transport(
+        verify=True,
         limits=httpx.Limits(
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_connections,
             keepalive_expiry=limits.keepalive_s,
         ),
-        verify=True,
+    )
+    client = httpx.Client(
+        transport=transport,
+        timeout=httpx.Timeout(limits.timeout_s),
         trust_env=False,
         follow_redirects=False,
         cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),

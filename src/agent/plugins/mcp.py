@@ -2,9 +2,10 @@
 
 `http` servers are reached over streamable HTTP, `sse` servers over the SSE transport. A
 check runs the protocol's `initialize` handshake, a `ping`, and `tools/list` (every page),
-each timed; the whole exchange has a deadline. `stdio` servers are subprocesses of their
-client, so no worker can reach them; the SDK has no WebSocket client; both are recorded as
-not checkable (health `unknown`), their status left alone.
+each timed; the whole exchange ends by the check's deadline (its timeout), and every
+response body is capped at `MAX_RESPONSE_BYTES` (past it the check fails as PROTOCOL).
+`stdio` servers are subprocesses of their client, so no worker can reach them; the SDK has
+no WebSocket client; both are recorded as not checkable (health `unknown`), their status left alone.
 
 Each check uses its own HTTP client: cookies and sessions of one tenant's server never
 reach another's. Tool lists are diffed here (`diff_tools`), written by the store.
@@ -27,16 +28,20 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp.types import Implementation
+from pydantic import ValidationError
 
 from agent.concurrency import each
 from agent.credentials import SecretResolver
 from agent.damping import Policy
 from agent.plugins.outcome import PluginChecked, Prior, conclude
-from agent.probes.base import ErrorClass, Observation, ProbeError, Status
+from agent.probes.base import ErrorClass, Observation, ProbeError, ProbeResult, Status, late_result
+from agent.probes.capped import CappedAsyncTransport
+from agent.probes.deadline import remaining_s
 from agent.probes.http import HttpProbe
 
 PLUGIN_TYPE = "mcp_server"
 MAX_TOOL_PAGES = 50
+MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 NOT_CHECKABLE = {
     "stdio": "stdio servers run as a subprocess of their client: a worker cannot reach them",
     "websocket": "the mcp SDK has no WebSocket client transport: not checked",
@@ -124,6 +129,9 @@ class McpProbe(HttpProbe):
             return anyio.run(self._exchange)
         except BaseExceptionGroup as group:
             raise first_leaf(group)  # noqa: B904  (keeps the leaf's own cause chain)
+        except TimeoutError:
+            message = f"the MCP exchange did not end within {self.timeout_s:g}s"
+            raise ProbeError(ErrorClass.TIMEOUT, message) from None
 
     def secrets(self) -> list[str]:
         """None: MCP servers are checked without credentials."""
@@ -133,7 +141,7 @@ class McpProbe(HttpProbe):
         """MCP errors are protocol failures; the rest as for HTTP."""
         if isinstance(exc, BaseExceptionGroup):
             exc = first_leaf(exc)
-        if isinstance(exc, MCPError):
+        if isinstance(exc, MCPError | ValidationError):  # not MCP, or not JSON at all
             return ErrorClass.PROTOCOL
         if isinstance(exc, httpx2.TimeoutException):
             return ErrorClass.TIMEOUT
@@ -143,7 +151,7 @@ class McpProbe(HttpProbe):
         return super().classify(exc)
 
     async def _exchange(self) -> Observation:
-        with anyio.fail_after(self.timeout_s * 2):
+        with anyio.fail_after(remaining_s()):
             async with (
                 self._connect() as (read, write),
                 ClientSession(
@@ -197,7 +205,10 @@ class McpProbe(HttpProbe):
             auth=auth,
             trust_env=False,
             follow_redirects=False,
-            limits=httpx2.Limits(max_connections=4, max_keepalive_connections=4),
+            transport=CappedAsyncTransport(
+                MAX_RESPONSE_BYTES,
+                limits=httpx2.Limits(max_connections=4, max_keepalive_connections=4),
+            ),
         )
 
 
@@ -237,21 +248,35 @@ def _ms(start: float, end: float) -> float:
 def check_mcp_server(spec: McpSpec, make_probe: Callable[[McpSpec], McpProbe]) -> PluginChecked:
     """Check one MCP server and damp the result; its tools ride along in `details`."""
     probe = make_probe(spec)
-    result = probe.run()
+    return concluded(spec, probe.run(), probe.tools)
+
+
+def concluded(
+    spec: McpSpec, result: ProbeResult, tools: tuple[ToolInfo, ...] | None = None
+) -> PluginChecked:
+    """The damped outcome of one server's check result, with the tools it listed."""
     flags = {"tenant_id": spec.tenant_id, "transport_type": spec.transport_type}
-    details = {"tools": probe.tools} if probe.tools is not None else {}
+    details = {"tools": tools} if tools is not None else {}
     return conclude(
         PLUGIN_TYPE, spec.id, spec.name, result, spec.prior, spec.policy, flags, details
     )
 
 
 def check_mcp_servers(
-    specs: Sequence[McpSpec], make_probe: Callable[[McpSpec], McpProbe], concurrency: int
+    specs: Sequence[McpSpec],
+    make_probe: Callable[[McpSpec], McpProbe],
+    concurrency: int,
+    deadline_s: float | None = None,
 ) -> list[PluginChecked]:
-    """Check every server, at most `concurrency` at once (each in its own event loop)."""
+    """Check every server, at most `concurrency` at once (each in its own event loop).
+
+    A check still running `deadline_s` from now is concluded as a TIMEOUT.
+    """
     return each(
         lambda spec: check_mcp_server(spec, make_probe),
         specs,
         concurrency,
         lambda spec: {"mcp_server_id": spec.id},
+        deadline_s,
+        lambda spec: concluded(spec, late_result(McpProbe.kind, deadline_s or 0.0)),
     )

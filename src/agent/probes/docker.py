@@ -44,6 +44,7 @@ from what they wrap.
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import socket
 import ssl
@@ -57,6 +58,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import docker
+import httpx
 import paramiko
 import requests
 from docker.errors import APIError, DockerException, TLSParameterError
@@ -65,6 +67,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from agent.credentials import PREFIXES, CredentialError, SecretResolver
 from agent.probes.base import ErrorClass, Observation, Probe, ProbeError, Status, parse_config
+from agent.probes.dockerwire import DockerAdapter
 
 DEFAULT_DOCKER_HOST = "unix:///run/podman/podman.sock"
 SCHEMES = ("unix", "tcp", "ssh")
@@ -100,7 +103,8 @@ class Config(BaseModel):
         if self.docker_host:
             return self.docker_host
         if self.port is not None and self.host:
-            return f"tcp://{self.host}:{self.port}"
+            host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 literal
+            return f"tcp://{host}:{self.port}"
         return DEFAULT_DOCKER_HOST
 
     @property
@@ -192,11 +196,26 @@ def tls_config(config: Config, resolver: Resolver) -> Iterator[TLSConfig | None]
 
 
 class EngineClient(docker.APIClient):
-    """The docker SDK's low-level client, with its own CA kept when the environment names one.
+    """The docker SDK's low-level client, sending through `dockerwire` (deadline, size cap).
 
-    `requests` lets REQUESTS_CA_BUNDLE (or CURL_CA_BUNDLE) override a session's CA file
-    (psf/requests#3829), so a `ca_cert` would silently give way to the system bundle.
+    It also keeps its own CA when the environment names one: `requests` lets
+    REQUESTS_CA_BUNDLE (or CURL_CA_BUNDLE) override a session's CA file (psf/requests#3829),
+    so a `ca_cert` would silently give way to the system bundle.
     """
+
+    def __init__(self, wire: DockerAdapter | None, **options: Any) -> None:
+        self._wire = wire  # set first: the SDK's constructor already asks for the version
+        super().__init__(**options)
+
+    def get_adapter(self, url: str) -> Any:
+        """Every request goes through the bounded adapter, when there is one."""
+        return self._wire if self._wire is not None else super().get_adapter(url)
+
+    def close(self) -> None:
+        """Close the SDK's adapters and the bounded one."""
+        super().close()
+        if self._wire is not None:
+            self._wire.close()
 
     def merge_environment_settings(
         self, url: str | None, proxies: Any, stream: Any, verify: Any, cert: Any
@@ -212,16 +231,38 @@ class EngineClient(docker.APIClient):
 def client_for(config: Config, resolver: Resolver, timeout_s: float) -> Iterator[docker.APIClient]:
     """A low-level client for the endpoint, closed (and its TLS files removed) on exit.
 
-    Creating it already asks the server for its API version, so it can fail like any call.
+    Creating it already asks the server for its API version, so it can fail like any call
+    (and then the bounded adapter's connections are closed all the same).
     """
-    with tls_config(config, resolver) as tls:
+    with tls_config(config, resolver) as tls, closing(wire_for(config)) as wire:
         client = EngineClient(
-            base_url=config.endpoint, version="auto", timeout=timeout_s, tls=tls or False
+            wire,
+            base_url=config.endpoint,
+            version="auto",
+            timeout=timeout_s,
+            tls=tls or False,
         )
         try:
             yield client
         finally:
             client.close()
+
+
+def wire_for(config: Config) -> DockerAdapter | None:
+    """The bounded adapter for a `unix://` or `tcp://` endpoint; None for `ssh://`."""
+    if config.scheme == "ssh":
+        return None
+    return DockerAdapter(urlsplit(config.endpoint).path if config.scheme == "unix" else None)
+
+
+@contextmanager
+def closing(wire: DockerAdapter | None) -> Iterator[DockerAdapter | None]:
+    """`wire` (or None), closed on exit."""
+    try:
+        yield wire
+    finally:
+        if wire is not None:
+            wire.close()
 
 
 def check_socket(config: Config, timeout_s: float) -> None:
@@ -329,10 +370,18 @@ _RULES: tuple[tuple[Callable[[BaseException], bool], ErrorClass], ...] = (
     (_kind(socket.gaierror), ErrorClass.DNS),
     (_kind(ConnectionRefusedError), ErrorClass.REFUSED),
     # Not urllib3's TimeoutError: its NewConnectionError (refused, unreachable) inherits it.
-    (_kind(requests.Timeout, TimeoutError), ErrorClass.TIMEOUT),
+    (_kind(requests.Timeout, TimeoutError, httpx.TimeoutException), ErrorClass.TIMEOUT),
     (_kind(APIError), ErrorClass.PROTOCOL),
     # Connected, then dropped or answered in something other than HTTP: not the engine's API.
-    (_kind(ConnectionResetError, http.client.HTTPException), ErrorClass.PROTOCOL),
+    (
+        _kind(
+            ConnectionResetError,
+            http.client.HTTPException,
+            httpx.ProtocolError,
+            json.JSONDecodeError,
+        ),
+        ErrorClass.PROTOCOL,
+    ),
     (_plain_os_error, ErrorClass.UNREACHABLE),
     (
         _kind(DockerException, requests.RequestException, paramiko.SSHException),
@@ -358,9 +407,10 @@ def causes(exc: BaseException) -> Iterator[BaseException]:
 
 def error_class(exc: BaseException) -> ErrorClass:
     """The class of a docker SDK failure, read through the exceptions it wraps."""
-    if isinstance(exc, ProbeError):
-        return exc.error_class
     chain = list(causes(exc))
+    recognised = next((link for link in chain if isinstance(link, ProbeError)), None)
+    if recognised is not None:  # a size cap, seen inside the SDK's wrapping
+        return recognised.error_class
     for matches, found in _RULES:
         if any(matches(link) for link in chain):
             return found
@@ -409,7 +459,14 @@ class DockerProbe(Probe):
         check_socket(config, self.timeout_s)
         try:
             facts = self._look(config)
-        except (DockerException, requests.RequestException, OSError, paramiko.SSHException) as exc:
+        except (
+            DockerException,
+            requests.RequestException,
+            httpx.HTTPError,
+            OSError,
+            ProbeError,
+            paramiko.SSHException,
+        ) as exc:
             raise explain(exc, config, self.timeout_s) from exc
         status, message = verdict(facts["containers_by_state"], facts["containers_by_health"])
         checks = {CAN_CONNECT: Status.OK, CONTAINERS_HEALTHY: status}
