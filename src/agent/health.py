@@ -16,7 +16,7 @@ from typing import Any
 
 from agent.concurrency import each
 from agent.damping import HealthState, InstanceStatus, Policy, next_state
-from agent.probes.base import Probe, ProbeResult
+from agent.probes.base import Probe, ProbeResult, late_result
 
 ZONE_TAG = "zone:"
 HEALTH_QUEUE = "health"
@@ -136,12 +136,14 @@ def check_all(
     concurrency: int,
     jitter_s: float = 0.0,
     done: Callable[[], None] = lambda: None,
+    deadline_s: float | None = None,
 ) -> list[Checked]:
     """Check every instance, at most `concurrency` at once, each start delayed by up to jitter.
 
     Start times are drawn up front and handed out in order, so a thread waits only until its
     next start is due: jitter spreads a batch over `jitter_s` instead of adding its sleeps.
-    `done()` is called after each check, from the thread that made it.
+    `done()` is called after each check, from the thread that made it. A check still running
+    `deadline_s` from now is a TIMEOUT (`late_check`), so the rest of the batch is written.
     """
     origin = time.monotonic()
     starts = [random.uniform(0, jitter_s) for _ in specs]  # noqa: S311  (load spreading)
@@ -155,9 +157,22 @@ def check_all(
         done()
         return checked
 
-    done = each(delayed, order, concurrency, lambda index: instance_fields(specs[index]))
+    done = each(
+        delayed,
+        order,
+        concurrency,
+        lambda index: instance_fields(specs[index]),
+        deadline_s,
+        lambda index: late_check(specs[index], deadline_s or 0.0),
+    )
     by_index = dict(zip(order, done, strict=True))
     return [by_index[index] for index in range(len(specs))]
+
+
+def late_check(spec: InstanceSpec, deadline_s: float) -> Checked:
+    """The outcome of a check that had not ended by its batch's deadline: a TIMEOUT."""
+    result = late_result(spec.connection_type or "unknown", deadline_s)
+    return Checked(spec, result, next_state(spec.state, result, spec.policy), _now())
 
 
 @dataclass(frozen=True)

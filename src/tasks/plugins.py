@@ -40,6 +40,7 @@ from tasks.common import (
     TaskInputError,
     as_uuid,
     as_uuids,
+    batch_deadline_s,
     counter,
     lease_chunks,
     progress_of,
@@ -241,11 +242,13 @@ def _since(value: object) -> dt.datetime | None:
 
 def check(settings: Settings, kind: PluginType, specs: Sequence[Any]) -> list[PluginChecked]:
     """Run the checks of one batch (no database, no transaction open)."""
+    deadline_s = batch_deadline_s(settings.task_soft_time_limit_s)
     if kind == MCP_SERVER:
         return check_mcp_servers(
             specs,
             lambda spec: McpProbe(spec, settings.plugins_timeout_s),
             settings.plugins_concurrency,
+            deadline_s,
         )
     pool, resolver = shared_pool(limits_of(settings)), resolver_for(settings)
     checkable = [spec for spec in specs if spec.refusal() is None]
@@ -253,6 +256,7 @@ def check(settings: Settings, kind: PluginType, specs: Sequence[Any]) -> list[Pl
         checkable,
         lambda spec: InstallationProbe(spec, pool, resolver),
         settings.plugins_concurrency,
+        deadline_s,
     )
 
 

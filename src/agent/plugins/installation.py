@@ -23,7 +23,7 @@ from agent.damping import Policy
 from agent.plugins.auth import Authenticated, TokenCache, authenticate, shared_tokens
 from agent.plugins.client import Pool
 from agent.plugins.outcome import PluginChecked, Prior, conclude
-from agent.probes.base import ErrorClass, Observation, ProbeError, Status
+from agent.probes.base import ErrorClass, Observation, ProbeError, ProbeResult, Status, late_result
 from agent.probes.http import HttpProbe
 
 PLUGIN_TYPE = "installation"
@@ -172,7 +172,11 @@ def check_installation(
     spec: InstallationSpec, make_probe: Callable[[InstallationSpec], InstallationProbe]
 ) -> PluginChecked:
     """Check one installation and damp the result."""
-    result = make_probe(spec).run()
+    return concluded(spec, make_probe(spec).run())
+
+
+def concluded(spec: InstallationSpec, result: ProbeResult) -> PluginChecked:
+    """The damped outcome of one installation's check result."""
     flags = {"space_id": spec.space_id, "deprecated": spec.deprecated}
     return conclude(PLUGIN_TYPE, spec.id, spec.name, result, spec.prior, spec.policy, flags)
 
@@ -181,13 +185,19 @@ def check_installations(
     specs: Sequence[InstallationSpec],
     make_probe: Callable[[InstallationSpec], InstallationProbe],
     concurrency: int,
+    deadline_s: float | None = None,
 ) -> list[PluginChecked]:
-    """Check every installation, at most `concurrency` at once, hosts taken in turn."""
+    """Check every installation, at most `concurrency` at once, hosts taken in turn.
+
+    A check still running `deadline_s` from now is concluded as a TIMEOUT.
+    """
     return each(
         lambda spec: check_installation(spec, make_probe),
         by_host_in_turn(specs),
         concurrency,
         lambda spec: {"installation_id": spec.id},
+        deadline_s,
+        lambda spec: concluded(spec, late_result(InstallationProbe.kind, deadline_s or 0.0)),
     )
 
 
