@@ -146,6 +146,7 @@ def _on_worker_init(sender: object = None, **_: object) -> None:
     settings = get_settings()
     sshpool.default_pool.max_size = settings.ssh_pool_size
     sshpool.default_pool.idle_s = settings.ssh_idle_s
+    sshpool.default_pool.max_age_s = settings.ssh_max_reuse_s
 
 
 @worker_shutdown.connect
