@@ -34,9 +34,12 @@ is unhealthy or restarting.
 
 Errors: a unix socket that is missing is UNREACHABLE, one nobody listens on is REFUSED, one
 the worker may not open is AUTH, a path that is not a socket is CONFIG; TLS failures are TLS,
-Engine API errors and non-HTTP answers PROTOCOL, a silent engine TIMEOUT (`timeout_s` is
-per request, and a check makes eight: the SDK's own version call, ping, version, info
-and four lists).
+Engine API errors, non-HTTP answers, invalid JSON and answers larger than
+`dockerwire.MAX_RESPONSE_BYTES` PROTOCOL, a silent or dripping engine TIMEOUT. Over `unix://`
+and `tcp://` the SDK's requests go through `dockerwire.DockerAdapter`, so `timeout_s` is the
+deadline of the whole check (its eight requests: the SDK's own version call, ping, version,
+info and four lists); over `ssh://` it is per request. A host that is an IPv6 literal is
+bracketed in the endpoint (`tcp://[::1]:2375`).
 The docker SDK wraps everything in DockerException or requests' errors; the class comes
 from what they wrap.
 """
