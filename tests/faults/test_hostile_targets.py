@@ -23,9 +23,9 @@ from agent.probes import probe_for
 from agent.probes.base import ErrorClass, Status
 from agent.probes.dockerwire import MAX_RESPONSE_BYTES
 from agent.settings import get_settings
-from models import InfrastructureInstance
+from models import InfrastructureInstance, InstanceService
 from models.session import session_scope
-from tasks import health
+from tasks import discovery, health
 from tasks.common import batch_deadline_s
 from tests.faults.targets import (
     DripHandler,
@@ -199,3 +199,24 @@ def test_a_check_still_running_at_the_batch_deadline_is_a_timeout_and_the_rest_a
     late = rows[tarpit].health_status["check"]
     assert late["error_class"] == "timeout"
     assert "batch deadline" in late["message"]
+
+
+def test_a_discovery_still_running_at_the_batch_deadline_leaves_the_others_reconciled(
+    add_instance, silent_listener, podman_socket, podman_containers, monkeypatch
+):
+    monkeypatch.setenv("AGENT_TEST_SSH_PASSWORD", "not-used")
+    ssh_config = {"username": "u", "password": "env:AGENT_TEST_SSH_PASSWORD"}
+    tarpit = add_instance("ssh", port=silent_listener.ports[0], config=ssh_config)
+    podman = add_instance("docker_api", config={"docker_host": f"unix://{podman_socket}"})
+    settings = get_settings().model_copy(
+        update={"discovery_timeout_s": 60.0, "task_soft_time_limit_s": 3, "task_time_limit_s": 4}
+    )
+    started = time.monotonic()
+    tally = discovery.run_batch(settings, [tarpit, podman], holder=str(uuid.uuid4()))
+    elapsed_s = time.monotonic() - started
+    assert elapsed_s <= batch_deadline_s(3) + 2 * MARGIN_S
+    assert (tally["discovered"], tally["failed"]) == (1, 1)
+    with session_scope() as session:
+        seen = session.scalars(select(InstanceService.instance_id).distinct()).all()
+    assert podman in seen
+    assert tarpit not in seen
