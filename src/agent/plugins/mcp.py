@@ -8,13 +8,16 @@ response body is capped at `MAX_RESPONSE_BYTES` (past it the check fails as PROT
 no WebSocket client; both are recorded as not checkable (health `unknown`), their status left alone.
 
 Each check uses its own HTTP client: cookies and sessions of one tenant's server never
-reach another's. Tool lists are diffed here (`diff_tools`), written by the store.
+reach another's. The clients share the process's one TLS context. Tool lists are diffed
+here (`diff_tools`), written by the store.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import json
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -207,9 +210,16 @@ class McpProbe(HttpProbe):
             follow_redirects=False,
             transport=CappedAsyncTransport(
                 MAX_RESPONSE_BYTES,
+                verify=tls_context(),
                 limits=httpx2.Limits(max_connections=4, max_keepalive_connections=4),
             ),
         )
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The process's one TLS context for MCP clients (loading the CA store costs tens of ms)."""
+    return httpx2.create_ssl_context(trust_env=False)
 
 
 async def list_all_tools(session: ClientSession) -> tuple[ToolInfo, ...]:
