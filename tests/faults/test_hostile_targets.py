@@ -40,6 +40,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 TIMEOUT_S = 2.0
 MARGIN_S = 1.0
+CLIENT_SECRET_REF = "env:AGENT_SECRET_TEST_CLIENT_SECRET"  # inside the secret scope
 PEAK_CAP_BYTES = 3 * MAX_RESPONSE_BYTES  # the cap, plus what one copy costs
 RSS_KEPT_BYTES = 16 * 1024 * 1024  # what the worker may keep once the check is over
 NO_KEY = SecretResolver(None)
@@ -85,12 +86,12 @@ def test_a_plugin_check_of_a_dripping_server_ends_at_its_deadline(drip_port, poo
 def test_an_oauth2_token_fetch_from_a_dripping_server_ends_at_the_check_deadline(
     drip_port, pool, monkeypatch
 ):
-    monkeypatch.setenv("AGENT_TEST_CLIENT_SECRET", "s3cret-value")
+    monkeypatch.setenv(CLIENT_SECRET_REF.removeprefix("env:"), "s3cret-value")
     spec = installation(
         f"http://127.0.0.1:{drip_port}",
         auth_type="oauth2",
         auth_config={"token_url": f"http://127.0.0.1:{drip_port}/token"},
-        credentials={"client_id": "agent", "client_secret": "env:AGENT_TEST_CLIENT_SECRET"},
+        credentials={"client_id": "agent", "client_secret": CLIENT_SECRET_REF},
     )
     result, elapsed_s = timed(InstallationProbe(spec, pool, NO_KEY).run)
     assert result.error_class is ErrorClass.TIMEOUT
@@ -98,13 +99,13 @@ def test_an_oauth2_token_fetch_from_a_dripping_server_ends_at_the_check_deadline
 
 
 def test_an_endless_oauth2_token_is_abandoned_at_its_cap(pool, monkeypatch):
-    monkeypatch.setenv("AGENT_TEST_CLIENT_SECRET", "s3cret-value")
+    monkeypatch.setenv(CLIENT_SECRET_REF.removeprefix("env:"), "s3cret-value")
     with serving_http(EndlessTokenHandler) as port:
         spec = installation(
             f"http://127.0.0.1:{port}",
             auth_type="oauth2",
             auth_config={"token_url": f"http://127.0.0.1:{port}/token"},
-            credentials={"client_id": "agent", "client_secret": "env:AGENT_TEST_CLIENT_SECRET"},
+            credentials={"client_id": "agent", "client_secret": CLIENT_SECRET_REF},
         )
         with MemoryGrowth() as memory:
             result = InstallationProbe(spec, pool, NO_KEY).run()
@@ -174,10 +175,10 @@ def test_a_check_still_running_at_the_batch_deadline_is_a_timeout_and_the_rest_a
     add_instance, silent_listener, monkeypatch
 ):
     # An SSH banner wait of 60 s stands in for any check no deadline of its own can end.
-    monkeypatch.setenv("AGENT_TEST_SSH_PASSWORD", "not-used")
+    monkeypatch.setenv("AGENT_SECRET_TEST_SSH_PASSWORD", "not-used")
     port = silent_listener.ports[0]
     tarpit = add_instance(
-        "ssh", port=port, config={"username": "u", "password": "env:AGENT_TEST_SSH_PASSWORD"}
+        "ssh", port=port, config={"username": "u", "password": "env:AGENT_SECRET_TEST_SSH_PASSWORD"}
     )
     good = [add_instance("tcp", port=port) for _ in range(3)]
     settings = get_settings().model_copy(
@@ -204,8 +205,8 @@ def test_a_check_still_running_at_the_batch_deadline_is_a_timeout_and_the_rest_a
 def test_a_discovery_still_running_at_the_batch_deadline_leaves_the_others_reconciled(
     add_instance, silent_listener, podman_socket, podman_containers, monkeypatch
 ):
-    monkeypatch.setenv("AGENT_TEST_SSH_PASSWORD", "not-used")
-    ssh_config = {"username": "u", "password": "env:AGENT_TEST_SSH_PASSWORD"}
+    monkeypatch.setenv("AGENT_SECRET_TEST_SSH_PASSWORD", "not-used")
+    ssh_config = {"username": "u", "password": "env:AGENT_SECRET_TEST_SSH_PASSWORD"}
     tarpit = add_instance("ssh", port=silent_listener.ports[0], config=ssh_config)
     podman = add_instance("docker_api", config={"docker_host": f"unix://{podman_socket}"})
     settings = get_settings().model_copy(
