@@ -19,7 +19,6 @@ import httpcore2
 import requests
 import requests.adapters
 import urllib3
-from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from agent.address_policy import AddressPolicy, first_permitted, judge
@@ -108,12 +107,15 @@ class _Guarded:
 
 
 def guard_pool_manager(manager: urllib3.PoolManager, policy_of: PolicyOf) -> None:
-    """Make every pool `manager` creates from now on connect through the policy."""
+    """Make every pool `manager` creates from now on connect through the policy.
+
+    The guard subclasses the pool and connection classes the manager already has, so what
+    they do (the Kubernetes deadline watching each socket) still happens on a guarded one.
+    """
     classes = {}
-    for scheme, pool_class, connection_class in (
-        ("http", HTTPConnectionPool, HTTPConnection),
-        ("https", HTTPSConnectionPool, HTTPSConnection),
-    ):
+    for scheme, default in (("http", HTTPConnectionPool), ("https", HTTPSConnectionPool)):
+        pool_class = manager.pool_classes_by_scheme.get(scheme, default)
+        connection_class = pool_class.ConnectionCls
         guarded = type(
             f"Guarded{connection_class.__name__}",
             (_Guarded, connection_class),
