@@ -117,6 +117,7 @@ def configure_agent(database_url: str, args: argparse.Namespace) -> Settings:
     # What the worker_init signal does in a real worker.
     sshpool.default_pool.max_size = settings.ssh_pool_size
     sshpool.default_pool.idle_s = settings.ssh_idle_s
+    sshpool.default_pool.max_age_s = settings.ssh_max_reuse_s
     return settings
 
 

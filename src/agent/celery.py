@@ -195,6 +195,7 @@ def _on_worker_init(sender: object = None, **_: object) -> None:
         raise SystemExit(f"infra-agent: {exc}") from None
     sshpool.default_pool.max_size = settings.ssh_pool_size
     sshpool.default_pool.idle_s = settings.ssh_idle_s
+    sshpool.default_pool.max_age_s = settings.ssh_max_reuse_s
 
 
 @worker_shutdown.connect

@@ -19,7 +19,6 @@ import httpcore2
 import requests
 import requests.adapters
 import urllib3
-from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from agent.address_policy import AddressPolicy, first_permitted, judge
@@ -27,28 +26,39 @@ from agent.address_policy import AddressPolicy, first_permitted, judge
 PolicyOf = Callable[[], AddressPolicy]
 
 
-class GuardedBackend(httpcore.SyncBackend):
-    """httpcore's socket backend, connecting only to addresses the policy permits."""
+class GuardedBackend(httpcore.NetworkBackend):
+    """A network backend (httpcore's socket one by default) that connects only where permitted.
 
-    def __init__(self, policy_of: PolicyOf) -> None:
+    It wraps the backend the pool already had, so the deadline's backend
+    (`agent.probes.deadline`) still bounds every connect and read of a guarded client.
+    """
+
+    def __init__(self, policy_of: PolicyOf, inner: httpcore.NetworkBackend | None = None) -> None:
         self._policy_of = policy_of
+        self._inner = inner or httpcore.SyncBackend()
 
     def connect_tcp(self, host: str, port: int, *args: Any, **kwargs: Any) -> Any:
         """Connect to the first permitted address of `host`."""
         address = first_permitted(host, port, self._policy_of())
-        return super().connect_tcp(address, port, *args, **kwargs)
+        return self._inner.connect_tcp(address, port, *args, **kwargs)
 
     def connect_unix_socket(self, *args: Any, **kwargs: Any) -> Any:
         """Never: a row cannot point a check at a socket on the worker."""
         raise ConnectionRefusedError("unix sockets are not reachable by this client")
 
+    def sleep(self, seconds: float) -> None:
+        """As the inner backend sleeps."""
+        self._inner.sleep(seconds)
+
 
 class GuardedAsyncBackend(httpcore2.AsyncNetworkBackend):
-    """httpcore2's automatic backend, connecting only to addresses the policy permits."""
+    """An httpcore2 backend (anyio's by default) connecting only to addresses the policy permits."""
 
-    def __init__(self, policy_of: PolicyOf) -> None:
+    def __init__(
+        self, policy_of: PolicyOf, inner: httpcore2.AsyncNetworkBackend | None = None
+    ) -> None:
         self._policy_of = policy_of
-        self._inner = httpcore2.AnyIOBackend()
+        self._inner = inner or httpcore2.AnyIOBackend()
 
     async def connect_tcp(self, host: str, port: int, *args: Any, **kwargs: Any) -> Any:
         """Resolve without blocking the loop, judge, connect to the first permitted address."""
@@ -68,11 +78,15 @@ class GuardedAsyncBackend(httpcore2.AsyncNetworkBackend):
 
 
 def guard_httpx(client: Any, policy_of: PolicyOf) -> Any:
-    """`client` (httpx or httpx2, sync or async) with its pool's backend guarded; returned."""
+    """`client` (httpx or httpx2, sync or async) with its pool's backend guarded; returned.
+
+    The guard wraps the backend the pool has (a bounded one keeps bounding the connections).
+    """
     pool = client._transport._pool  # no public way to name the backend of a default transport
     assert hasattr(pool, "_network_backend"), "httpcore changed: the address policy needs a look"
     is_async = isinstance(pool, httpcore2.AsyncConnectionPool)
-    pool._network_backend = (GuardedAsyncBackend if is_async else GuardedBackend)(policy_of)
+    guarded = GuardedAsyncBackend if is_async else GuardedBackend
+    pool._network_backend = guarded(policy_of, pool._network_backend)
     return client
 
 
@@ -93,12 +107,15 @@ class _Guarded:
 
 
 def guard_pool_manager(manager: urllib3.PoolManager, policy_of: PolicyOf) -> None:
-    """Make every pool `manager` creates from now on connect through the policy."""
+    """Make every pool `manager` creates from now on connect through the policy.
+
+    The guard subclasses the pool and connection classes the manager already has, so what
+    they do (the Kubernetes deadline watching each socket) still happens on a guarded one.
+    """
     classes = {}
-    for scheme, pool_class, connection_class in (
-        ("http", HTTPConnectionPool, HTTPConnection),
-        ("https", HTTPSConnectionPool, HTTPSConnection),
-    ):
+    for scheme, default in (("http", HTTPConnectionPool), ("https", HTTPSConnectionPool)):
+        pool_class = manager.pool_classes_by_scheme.get(scheme, default)
+        connection_class = pool_class.ConnectionCls
         guarded = type(
             f"Guarded{connection_class.__name__}",
             (_Guarded, connection_class),

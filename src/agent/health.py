@@ -17,7 +17,7 @@ from typing import Any
 from agent.clock import Clock, worker_clock
 from agent.concurrency import each
 from agent.damping import HealthState, InstanceStatus, Policy, next_state
-from agent.probes.base import Probe, ProbeResult
+from agent.probes.base import Probe, ProbeResult, late_result
 
 ZONE_TAG = "zone:"
 HEALTH_QUEUE = "health"
@@ -145,13 +145,15 @@ def check_all(
     jitter_s: float = 0.0,
     done: Callable[[], None] = lambda: None,
     clock: Clock | None = None,
+    deadline_s: float | None = None,
 ) -> list[Checked]:
     """Check every instance, at most `concurrency` at once, each start delayed by up to jitter.
 
     Start times are drawn up front and handed out in order, so a thread waits only until its
     next start is due: jitter spreads a batch over `jitter_s` instead of adding its sleeps.
     `done()` is called after each check, from the thread that made it. Checks are dated by
-    `clock` (the tasks pass the database's); without one, by this process's wall clock.
+    `clock` (the tasks pass the database's); without one, by this process's wall clock. A check
+    still running `deadline_s` from now is a TIMEOUT (`late_check`), so the rest is written.
     """
     clock = clock or worker_clock()
     origin = time.monotonic()
@@ -166,9 +168,25 @@ def check_all(
         done()
         return checked
 
-    done = each(delayed, order, concurrency, lambda index: instance_fields(specs[index]))
+    done = each(
+        delayed,
+        order,
+        concurrency,
+        lambda index: instance_fields(specs[index]),
+        deadline_s,
+        lambda index: late_check(specs[index], deadline_s or 0.0, clock),
+    )
     by_index = dict(zip(order, done, strict=True))
     return [by_index[index] for index in range(len(specs))]
+
+
+def late_check(spec: InstanceSpec, deadline_s: float, clock: Clock) -> Checked:
+    """The outcome of a check that had not ended by its batch's deadline: a TIMEOUT.
+
+    It is dated by `clock` (the database's, like every other check), when the deadline passed.
+    """
+    result = late_result(spec.connection_type or "unknown", deadline_s)
+    return Checked(spec, result, next_state(spec.state, result, spec.policy), clock.now())
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     health_successes_before_online: int = Field(default=2, ge=1)
     ssh_pool_size: int = Field(default=512, ge=1)
     ssh_idle_s: float = Field(default=300.0, gt=0)
+    # A cached SSH login is trusted this long, then checks log in afresh (sshpool).
+    ssh_max_reuse_s: float = Field(default=60.0, gt=0)
     discovery_interval_s: int = Field(default=300, ge=5)
     plugins_interval_s: int = Field(default=120, ge=5)
     housekeeping_interval_s: int = Field(default=900, ge=5)

@@ -93,6 +93,15 @@ def as_text(value: object, name: str, limit: int | None = None) -> str:
     return value
 
 
+def batch_deadline_s(soft_time_limit_s: float) -> float:
+    """How long a batch's checks may run: well below the soft limit, leaving time to write.
+
+    A probe still running then is recorded as a TIMEOUT and the rest of the batch is written;
+    no probe can hold the task until its hard limit kills the pool process.
+    """
+    return soft_time_limit_s * 0.8
+
+
 def progress_of(task: Any) -> Progress:
     """A callback that sets the task's state to PROGRESS with a meta, at most every half second.
 

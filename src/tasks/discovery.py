@@ -25,6 +25,7 @@ from agent.discovery import MODULES, Discoverer, Discovery, discoverer_for
 from agent.health import InstanceSpec, instance_fields, zone_of
 from agent.known_hosts import MemoryKnownHosts
 from agent.plugins_match import PluginRule, plugin_for, rules_from
+from agent.probes.base import ErrorClass
 from agent.settings import Settings, get_settings
 from models import queries, store
 from models.session import session_scope
@@ -36,6 +37,7 @@ from tasks.common import (
     Progress,
     as_uuid,
     as_uuids,
+    batch_deadline_s,
     counter,
     lease_chunks,
     progress_of,
@@ -148,15 +150,25 @@ def discover_all(
     make: Callable[[InstanceSpec], Discoverer],
     concurrency: int,
     done: Callable[[], None] = lambda: None,
+    deadline_s: float | None = None,
 ) -> list[Discovered]:
-    """Discover every instance, at most `concurrency` at once; no transaction is open."""
+    """Discover every instance, at most `concurrency` at once; no transaction is open.
+
+    A discovery still running `deadline_s` from now is a TIMEOUT: nothing of that instance
+    is reconciled (no service marked missing), the others are.
+    """
 
     def discover(spec: InstanceSpec) -> Discovery:
         found = make(spec).run()
         done()
         return found
 
-    found = each(discover, specs, concurrency, instance_fields)
+    def late(spec: InstanceSpec) -> Discovery:
+        made = make(spec)
+        message = f"the discovery was still running at the batch deadline ({deadline_s:g}s)"
+        return Discovery(made.kind, made.types, error_class=ErrorClass.TIMEOUT, message=message)
+
+    found = each(discover, specs, concurrency, instance_fields, deadline_s, late)
     return list(zip(specs, found, strict=True))
 
 
@@ -213,6 +225,7 @@ def run_batch(
         discoverer(settings, known),
         settings.discovery_concurrency,
         done=counter(progress, len(specs), "instances"),
+        deadline_s=batch_deadline_s(settings.task_soft_time_limit_s),
     )
     done = [reconcile_one(item, rules, known, holder) for item in found]
     totals = Counter()
@@ -237,5 +250,6 @@ def discover_now(settings: Settings, instance_id: uuid.UUID, holder: str) -> dic
             "status": "not_discovered",
             "message": "no such instance, deleted, or a discovery of it is running",
         }
-    [found] = discover_all(specs, discoverer(settings, known), concurrency=1)
+    deadline_s = batch_deadline_s(settings.task_soft_time_limit_s)
+    [found] = discover_all(specs, discoverer(settings, known), 1, deadline_s=deadline_s)
     return reconcile_one(found, rules, known, holder)

@@ -35,6 +35,7 @@ from tasks.common import (
     Progress,
     as_uuid,
     as_uuids,
+    batch_deadline_s,
     counter,
     lease_chunks,
     progress_of,
@@ -120,6 +121,7 @@ def run_batch(
         settings.health_jitter_s,
         done=counter(progress, len(specs), "instances"),
         clock=clock,
+        deadline_s=batch_deadline_s(settings.task_soft_time_limit_s),
     )
     with session_scope() as session:
         write(session, checked, known, holder, ids)
@@ -138,7 +140,10 @@ def check_now(settings: Settings, instance_id: uuid.UUID, holder: str) -> dict[s
             "status": "not_checked",
             "message": "no such instance, deleted, or a check of it is running",
         }
-    [checked] = check_all(specs, prober(settings, known), concurrency=1, clock=clock)
+    deadline_s = batch_deadline_s(settings.task_soft_time_limit_s)
+    [checked] = check_all(
+        specs, prober(settings, known), concurrency=1, clock=clock, deadline_s=deadline_s
+    )
     with session_scope() as session:
         write(session, [checked], known, holder, [instance_id])
     return checked.summary()

@@ -41,6 +41,7 @@ from tasks.common import (
     TaskInputError,
     as_uuid,
     as_uuids,
+    batch_deadline_s,
     counter,
     lease_chunks,
     progress_of,
@@ -258,12 +259,14 @@ def check(
     settings: Settings, kind: PluginType, specs: Sequence[Any], clock: Clock
 ) -> list[PluginChecked]:
     """Run the checks of one batch (no database, no transaction open), dated by `clock`."""
+    deadline_s = batch_deadline_s(settings.task_soft_time_limit_s)
     if kind == MCP_SERVER:
         return check_mcp_servers(
             specs,
             lambda spec: McpProbe(spec, settings.plugins_timeout_s),
             settings.plugins_concurrency,
             clock,
+            deadline_s,
         )
     pool, resolver = shared_pool(limits_of(settings)), resolver_for(settings)
     checkable = [spec for spec in specs if spec.refusal() is None]
@@ -272,6 +275,7 @@ def check(
         lambda spec: InstallationProbe(spec, pool, resolver),
         settings.plugins_concurrency,
         clock,
+        deadline_s,
     )
 
 

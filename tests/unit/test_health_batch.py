@@ -1,5 +1,6 @@
 """How a batch runs its checks: bounded threads, jitter that spreads starts, results in order."""
 
+import datetime as dt
 import random
 import threading
 import time
@@ -7,8 +8,9 @@ import time
 import pytest
 
 from agent import health
+from agent.clock import Clock
 from agent.health import InstanceSpec, check_all
-from agent.probes.base import Observation, Probe
+from agent.probes.base import ErrorClass, Observation, Probe
 
 
 class Recording(Probe):
@@ -82,3 +84,32 @@ def test_each_check_starts_at_its_jittered_moment_and_the_sleeps_do_not_add_up(m
     # Sleeps that added up would start the last checks after about 64 x 0.15 / 8 = 1.2 s.
     assert starts == pytest.approx(planned)
     assert max(starts.values()) <= jitter_s
+
+
+class Stuck(Probe):
+    """A probe that runs until the test releases it (a check no deadline of its own ends)."""
+
+    kind = "ssh"
+
+    def __init__(self, release: threading.Event) -> None:
+        super().__init__()
+        self.release = release
+
+    def check(self) -> Observation:
+        self.release.wait(10)
+        return Observation()
+
+
+def test_a_check_late_at_the_batch_deadline_is_a_timeout_dated_by_the_batch_clock():
+    # The database's clock, read when the batch took its leases, is far from this machine's.
+    database = Clock.reading(dt.datetime(2001, 2, 3, 4, 5, 6, tzinfo=dt.UTC))
+    release = threading.Event()
+    try:
+        [late] = check_all(
+            specs(1), lambda spec: Stuck(release), concurrency=1, clock=database, deadline_s=0.2
+        )
+    finally:
+        release.set()
+    assert late.result.error_class == ErrorClass.TIMEOUT
+    assert "batch deadline" in late.result.message
+    assert dt.timedelta(0) < late.checked_at - database.at < dt.timedelta(seconds=5)

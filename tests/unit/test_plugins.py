@@ -1,15 +1,22 @@
 import datetime as dt
+import threading
 
 import pytest
 
+from agent.clock import Clock
 from agent.credentials import SecretResolver
 from agent.damping import Policy
 from agent.plugins import report
 from agent.plugins.auth import AuthConfig, TokenCache, authenticate, token_key
-from agent.plugins.installation import InstallationSpec, health_path_of, judge
-from agent.plugins.mcp import ToolInfo, diff_tools
+from agent.plugins.installation import (
+    InstallationSpec,
+    check_installations,
+    health_path_of,
+    judge,
+)
+from agent.plugins.mcp import McpSpec, ToolInfo, check_mcp_servers, diff_tools
 from agent.plugins.outcome import Health, Prior, conclude, health_of
-from agent.probes.base import ErrorClass, ProbeError, ProbeResult, Status
+from agent.probes.base import ErrorClass, Observation, Probe, ProbeError, ProbeResult, Status
 
 OK = ProbeResult(kind="plugin.http", status=Status.OK, latency_ms=1.0)
 FAIL = ProbeResult(kind="plugin.http", status=Status.CRITICAL, latency_ms=1.0, message="HTTP 500")
@@ -186,3 +193,39 @@ def test_the_report_shows_age_and_reason():
     assert report.age(now - dt.timedelta(minutes=5, seconds=3), now) == "5m ago"
     assert report.age(None, now) == "-"
     assert "(no installations or MCP servers)" in report.render([], now)
+
+
+class Stuck(Probe):
+    """A plugin probe that runs until the test releases it."""
+
+    kind = "plugin.http"
+
+    def __init__(self, release: threading.Event) -> None:
+        super().__init__()
+        self.release = release
+        self.tools = None
+
+    def check(self) -> Observation:
+        self.release.wait(10)
+        return Observation()
+
+
+@pytest.mark.parametrize(
+    ("check_batch", "spec"),
+    [
+        (check_installations, InstallationSpec("i", "n", None, "http://x")),
+        (check_mcp_servers, McpSpec("m", "n", "http://x/mcp", "http")),
+    ],
+)
+def test_a_plugin_check_late_at_the_batch_deadline_is_a_timeout_dated_by_the_batch_clock(
+    check_batch, spec
+):
+    database = Clock.reading(dt.datetime(2001, 2, 3, 4, 5, 6, tzinfo=dt.UTC))
+    release = threading.Event()
+    try:
+        [late] = check_batch([spec], lambda spec: Stuck(release), 1, database, 0.2)
+    finally:
+        release.set()
+    assert late.result.error_class == ErrorClass.TIMEOUT
+    assert dt.timedelta(0) < late.checked_at - database.at < dt.timedelta(seconds=5)
+    assert late.since == late.checked_at  # a new health word: it holds since this check

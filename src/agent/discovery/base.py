@@ -9,6 +9,7 @@ Nothing here touches the database.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from abc import ABC, abstractmethod
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from agent.probes.base import SCRUBBED, ErrorClass, classify, scrub
+from agent.probes.deadline import deadline_scope
 
 RUNNING, DEGRADED, STOPPED, ERROR, UNKNOWN, MISSING = (
     "running",
@@ -107,6 +109,7 @@ class Discoverer(ABC):
 
     kind: ClassVar[str]
     types: ClassVar[frozenset[str]]
+    timeout_s: float = math.inf  # the deadline HTTP clients obey (`agent.probes.deadline`)
 
     @abstractmethod
     def discover(self) -> tuple[list[DiscoveredService], str]:
@@ -128,7 +131,8 @@ class Discoverer(ABC):
         """Run `discover()`; never raises (but lets KeyboardInterrupt through)."""
         started = time.perf_counter()
         try:
-            services, note = self.discover()
+            with deadline_scope(self.timeout_s):
+                services, note = self.discover()
         except Exception as exc:  # a host that is down is an outcome, not an exception
             return Discovery(
                 self.kind,

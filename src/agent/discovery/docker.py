@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import docker
+import httpx
 import paramiko
 import requests
 from docker.errors import DockerException
@@ -161,7 +162,13 @@ class DockerDiscoverer(Discoverer):
             with probe.client_for(config, self._resolver, self.timeout_s) as api:
                 listed = api.containers(all=True)
                 health = health_by_id(api)
-        except (DockerException, requests.RequestException, OSError, paramiko.SSHException) as exc:
+        except (
+            DockerException,
+            requests.RequestException,
+            httpx.HTTPError,
+            OSError,
+            paramiko.SSHException,
+        ) as exc:
             raise probe.explain(exc, config, self.timeout_s) from exc
         host = str(self._raw.get("host") or "")
         services = [service_of(e, health.get(e.get("Id", "")), host) for e in listed]

@@ -12,7 +12,8 @@ references (`enc:`, `env:`, `file:`), resolved here in memory only:
   or a reference) and `credentials.client_secret`, optional `scope` and `audience`, the
   client authenticating with HTTP Basic (`client_auth: basic`, default) or in the form body
   (`client_auth: body`). Tokens are cached per process until shortly before they expire,
-  keyed by a hash that holds no secret.
+  keyed by a hash that holds no secret. The token answer is read incrementally and refused
+past `MAX_TOKEN_BYTES` (PROTOCOL); the fetch counts against the check's deadline.
 
 Only the standard client-credentials POST is needed, so it is written here on the shared
 pooled client rather than pulling in an OAuth library with its own HTTP stack.
@@ -21,6 +22,7 @@ pooled client rather than pulling in an OAuth library with its own HTTP stack.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
 import time
@@ -34,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agent.credentials import PREFIXES, SecretResolver
 from agent.plugins.client import Pool
 from agent.probes.base import ErrorClass, ProbeError, parse_config
+from agent.probes.capped import read_capped
 
 AUTH_TYPES = ("none", "api_key", "bearer", "oauth2")
 MAX_TOKEN_BYTES = 64 * 1024
@@ -195,18 +198,20 @@ def fetch_token(
         form.update(client_id=client_id, client_secret=client_secret)
         auth = None
     url = httpx.URL(config.token_url)
-    with pool.limiter.slot(url, pool.limits.timeout_s):
-        response = pool.client.post(url, data=form, auth=auth)
-    return _token_from(response, config.default_expires_in_s)
+    with (
+        pool.limiter.slot(url, pool.limits.timeout_s),
+        pool.client.stream("POST", url, data=form, auth=auth) as response,
+    ):
+        body = read_capped(response.iter_bytes(), MAX_TOKEN_BYTES)
+    return _token_from(response.status_code, body, config.default_expires_in_s)
 
 
-def _token_from(response: httpx.Response, default_expires_in_s: float) -> tuple[str, float]:
-    if response.status_code != 200:
+def _token_from(status_code: int, content: bytes, default_expires_in_s: float) -> tuple[str, float]:
+    if status_code != 200:
         raise ProbeError(
-            ErrorClass.AUTH,
-            f"token endpoint answered HTTP {response.status_code}{_oauth_error(response)}",
+            ErrorClass.AUTH, f"token endpoint answered HTTP {status_code}{_oauth_error(content)}"
         )
-    body = _json(response)
+    body = _json(content)
     token = body.get("access_token")
     if not isinstance(token, str) or not token:
         raise ProbeError(ErrorClass.PROTOCOL, "token endpoint answered without an access_token")
@@ -215,17 +220,15 @@ def _token_from(response: httpx.Response, default_expires_in_s: float) -> tuple[
     return token, float(expires_in) if valid and expires_in > 0 else default_expires_in_s
 
 
-def _oauth_error(response: httpx.Response) -> str:
+def _oauth_error(content: bytes) -> str:
     # RFC 6749 error codes are short fixed words; anything else is not echoed.
-    error = _json(response).get("error")
+    error = _json(content).get("error")
     return f" ({error})" if isinstance(error, str) and error.replace("_", "").isalpha() else ""
 
 
-def _json(response: httpx.Response) -> dict[str, Any]:
-    if len(response.content) > MAX_TOKEN_BYTES:
-        return {}
+def _json(content: bytes) -> dict[str, Any]:
     try:
-        body = response.json()
+        body = json.loads(content)
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}

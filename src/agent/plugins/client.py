@@ -7,7 +7,8 @@ system's CAs. Cookies are never kept: one installation's session must not ride a
 another's request to the same host (they may belong to different spaces). Proxies from the
 environment are ignored, redirects are not followed, and only addresses the plugins' address
 policy permits are connected to (`agent.address_policy`). After a fork the child builds
-its own client.
+its own client. Every request ends by its check's deadline (`agent.probes.deadline`),
+however slowly the server answers: the policy's guard wraps the deadline's network backend.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import httpx
 from agent.address_policy import Family, current
 from agent.guarded import guard_httpx
 from agent.probes.base import ErrorClass, ProbeError
+from agent.probes.deadline import bounded_transport
 
 USER_AGENT = "infra-agent"
 
@@ -83,14 +85,17 @@ class Pool:
 
 def build_pool(limits: ClientLimits) -> Pool:
     """A new client with these limits (the process normally shares one, see `shared_pool`)."""
-    client = httpx.Client(
-        timeout=httpx.Timeout(limits.timeout_s),
+    transport = bounded_transport(
+        verify=True,
         limits=httpx.Limits(
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_connections,
             keepalive_expiry=limits.keepalive_s,
         ),
-        verify=True,
+    )
+    client = httpx.Client(
+        transport=transport,
+        timeout=httpx.Timeout(limits.timeout_s),
         trust_env=False,
         follow_redirects=False,
         cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),

@@ -9,6 +9,7 @@ first `MAX_BODY_BYTES` of the body are read. Redirects are not followed.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -24,7 +25,7 @@ from agent.damping import Policy
 from agent.plugins.auth import Authenticated, TokenCache, authenticate, shared_tokens
 from agent.plugins.client import Pool
 from agent.plugins.outcome import PluginChecked, Prior, conclude
-from agent.probes.base import ErrorClass, Observation, ProbeError, Status
+from agent.probes.base import ErrorClass, Observation, ProbeError, ProbeResult, Status, late_result
 from agent.probes.http import HttpProbe
 
 PLUGIN_TYPE = "installation"
@@ -176,7 +177,11 @@ def check_installation(
 ) -> PluginChecked:
     """Check one installation and damp the result; the check is dated when it starts."""
     started = clock.now()
-    result = make_probe(spec).run()
+    return concluded(spec, make_probe(spec).run(), started)
+
+
+def concluded(spec: InstallationSpec, result: ProbeResult, started: dt.datetime) -> PluginChecked:
+    """The damped outcome of one installation's check result, dated `started`."""
     flags = {"space_id": spec.space_id, "deprecated": spec.deprecated}
     return conclude(
         PLUGIN_TYPE, spec.id, spec.name, result, spec.prior, spec.policy, flags, None, started
@@ -188,13 +193,22 @@ def check_installations(
     make_probe: Callable[[InstallationSpec], InstallationProbe],
     concurrency: int,
     clock: Clock,
+    deadline_s: float | None = None,
 ) -> list[PluginChecked]:
-    """Check every installation, at most `concurrency` at once, hosts taken in turn."""
+    """Check every installation, at most `concurrency` at once, hosts taken in turn.
+
+    A check still running `deadline_s` from now is concluded as a TIMEOUT; every check, late
+    or not, is dated by `clock` (the tasks pass the database's).
+    """
     return each(
         lambda spec: check_installation(spec, make_probe, clock),
         by_host_in_turn(specs),
         concurrency,
         lambda spec: {"installation_id": spec.id},
+        deadline_s,
+        lambda spec: concluded(
+            spec, late_result(InstallationProbe.kind, deadline_s or 0.0), clock.now()
+        ),
     )
 
 

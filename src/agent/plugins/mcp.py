@@ -2,19 +2,24 @@
 
 `http` servers are reached over streamable HTTP, `sse` servers over the SSE transport. A
 check runs the protocol's `initialize` handshake, a `ping`, and `tools/list` (every page),
-each timed; the whole exchange has a deadline. `stdio` servers are subprocesses of their
-client, so no worker can reach them; the SDK has no WebSocket client; both are recorded as
-not checkable (health `unknown`), their status left alone.
+each timed; the whole exchange ends by the check's deadline (its timeout), and every
+response body is capped at `MAX_RESPONSE_BYTES` (past it the check fails as PROTOCOL).
+`stdio` servers are subprocesses of their client, so no worker can reach them; the SDK has
+no WebSocket client; both are recorded as not checkable (health `unknown`), their status left alone.
 
 Only addresses the plugins' address policy permits are connected to, and redirects are not
 followed. Each check uses its own HTTP client: cookies and sessions of one tenant's server
-never reach another's. Tool lists are diffed here (`diff_tools`), written by the store.
+never reach another's. The clients share the process's one TLS context. Tool lists are
+diffed here (`diff_tools`), written by the store.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import importlib.metadata
 import json
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -28,6 +33,7 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp.types import Implementation
+from pydantic import ValidationError
 
 from agent.address_policy import Family, current
 from agent.clock import Clock
@@ -36,11 +42,14 @@ from agent.credentials import SecretResolver
 from agent.damping import Policy
 from agent.guarded import guard_httpx
 from agent.plugins.outcome import PluginChecked, Prior, conclude
-from agent.probes.base import ErrorClass, Observation, ProbeError, Status
+from agent.probes.base import ErrorClass, Observation, ProbeError, ProbeResult, Status, late_result
+from agent.probes.capped import CappedAsyncTransport
+from agent.probes.deadline import remaining_s
 from agent.probes.http import HttpProbe
 
 PLUGIN_TYPE = "mcp_server"
 MAX_TOOL_PAGES = 50
+MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 NOT_CHECKABLE = {
     "stdio": "stdio servers run as a subprocess of their client: a worker cannot reach them",
     "websocket": "the mcp SDK has no WebSocket client transport: not checked",
@@ -128,6 +137,9 @@ class McpProbe(HttpProbe):
             return anyio.run(self._exchange)
         except BaseExceptionGroup as group:
             raise first_leaf(group)  # noqa: B904  (keeps the leaf's own cause chain)
+        except TimeoutError:
+            message = f"the MCP exchange did not end within {self.timeout_s:g}s"
+            raise ProbeError(ErrorClass.TIMEOUT, message) from None
 
     def secrets(self) -> list[str]:
         """None: MCP servers are checked without credentials."""
@@ -137,7 +149,7 @@ class McpProbe(HttpProbe):
         """MCP errors are protocol failures; the rest as for HTTP."""
         if isinstance(exc, BaseExceptionGroup):
             exc = first_leaf(exc)
-        if isinstance(exc, MCPError):
+        if isinstance(exc, MCPError | ValidationError):  # not MCP, or not JSON at all
             return ErrorClass.PROTOCOL
         if isinstance(exc, httpx2.TimeoutException):
             return ErrorClass.TIMEOUT
@@ -147,7 +159,7 @@ class McpProbe(HttpProbe):
         return super().classify(exc)
 
     async def _exchange(self) -> Observation:
-        with anyio.fail_after(self.timeout_s * 2):
+        with anyio.fail_after(remaining_s()):
             async with (
                 self._connect() as (read, write),
                 ClientSession(
@@ -201,9 +213,19 @@ class McpProbe(HttpProbe):
             auth=auth,
             trust_env=False,
             follow_redirects=False,
-            limits=httpx2.Limits(max_connections=4, max_keepalive_connections=4),
+            transport=CappedAsyncTransport(
+                MAX_RESPONSE_BYTES,
+                verify=tls_context(),
+                limits=httpx2.Limits(max_connections=4, max_keepalive_connections=4),
+            ),
         )
         return guard_httpx(client, lambda: current(Family.PLUGINS))
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The process's one TLS context for MCP clients (loading the CA store costs tens of ms)."""
+    return httpx2.create_ssl_context(trust_env=False)
 
 
 async def list_all_tools(session: ClientSession) -> tuple[ToolInfo, ...]:
@@ -244,9 +266,18 @@ def check_mcp_server(
 ) -> PluginChecked:
     """Check one MCP server and damp the result; its tools ride along in `details`."""
     probe, started = make_probe(spec), clock.now()
-    result = probe.run()
+    return concluded(spec, probe.run(), started, probe.tools)
+
+
+def concluded(
+    spec: McpSpec,
+    result: ProbeResult,
+    started: dt.datetime,
+    tools: tuple[ToolInfo, ...] | None = None,
+) -> PluginChecked:
+    """The damped outcome of one server's check result, dated `started`, with its tools."""
     flags = {"tenant_id": spec.tenant_id, "transport_type": spec.transport_type}
-    details = {"tools": probe.tools} if probe.tools is not None else {}
+    details = {"tools": tools} if tools is not None else {}
     return conclude(
         PLUGIN_TYPE, spec.id, spec.name, result, spec.prior, spec.policy, flags, details, started
     )
@@ -257,11 +288,18 @@ def check_mcp_servers(
     make_probe: Callable[[McpSpec], McpProbe],
     concurrency: int,
     clock: Clock,
+    deadline_s: float | None = None,
 ) -> list[PluginChecked]:
-    """Check every server, at most `concurrency` at once (each in its own event loop)."""
+    """Check every server, at most `concurrency` at once (each in its own event loop).
+
+    A check still running `deadline_s` from now is concluded as a TIMEOUT; every check, late
+    or not, is dated by `clock` (the tasks pass the database's).
+    """
     return each(
         lambda spec: check_mcp_server(spec, make_probe, clock),
         specs,
         concurrency,
         lambda spec: {"mcp_server_id": spec.id},
+        deadline_s,
+        lambda spec: concluded(spec, late_result(McpProbe.kind, deadline_s or 0.0), clock.now()),
     )

@@ -7,6 +7,7 @@ database and import nothing from `models` or `sqlalchemy`.
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 import time
@@ -19,10 +20,11 @@ from typing import Any, ClassVar, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from agent.credentials import CredentialError, UndecryptableSecret
+from agent.probes.deadline import deadline_scope
 from agent.scrubbing import MAX_MESSAGE_CHARS, SCRUBBED, scrub_message
+from agent.validation import problems
 
 __all__ = ["MAX_MESSAGE_CHARS", "SCRUBBED"]
-from agent.validation import problems
 
 
 class Status(StrEnum):
@@ -107,6 +109,17 @@ class ProbeResult:
         }
 
 
+def late_result(kind: str, deadline_s: float) -> ProbeResult:
+    """The result of a check still running when its batch's deadline passed: a TIMEOUT."""
+    return ProbeResult(
+        kind=kind,
+        status=Status.CRITICAL,
+        latency_ms=deadline_s * 1000.0,
+        error_class=ErrorClass.TIMEOUT,
+        message=f"the check was still running at the batch deadline ({deadline_s:g}s)",
+    )
+
+
 def classify(exc: BaseException) -> ErrorClass:
     """The error class of a standard-library failure or an unusable secret."""
     if isinstance(exc, ProbeError):
@@ -121,6 +134,8 @@ def classify(exc: BaseException) -> ErrorClass:
         return ErrorClass.TIMEOUT
     if isinstance(exc, ssl.SSLError | ssl.CertificateError):
         return ErrorClass.TLS
+    if isinstance(exc, json.JSONDecodeError):  # the target answered, but not in JSON
+        return ErrorClass.PROTOCOL
     if isinstance(exc, OSError):
         return ErrorClass.UNREACHABLE
     return ErrorClass.INTERNAL
@@ -171,10 +186,14 @@ class Probe(ABC):
         return classify(exc)
 
     def run(self) -> ProbeResult:
-        """Run `check()` and return a result; never raises (but lets KeyboardInterrupt through)."""
+        """Run `check()` and return a result; never raises (but lets KeyboardInterrupt through).
+
+        The check runs against one deadline, `timeout_s` from now, that its HTTP clients obey.
+        """
         started = time.perf_counter()
         try:
-            seen = self.check()
+            with deadline_scope(self.timeout_s):
+                seen = self.check()
         except Exception as exc:  # a probe's failure is a result, never an exception
             return self._failure(exc, started)
         return ProbeResult(

@@ -38,9 +38,12 @@ is unhealthy or restarting.
 
 Errors: a unix socket that is missing is UNREACHABLE, one nobody listens on is REFUSED, one
 the worker may not open is AUTH, a path that is not a socket is CONFIG; TLS failures are TLS,
-Engine API errors and non-HTTP answers PROTOCOL, a silent engine TIMEOUT (`timeout_s` is
-per request, and a check makes eight: the SDK's own version call, ping, version, info
-and four lists).
+Engine API errors, non-HTTP answers, invalid JSON and answers larger than
+`dockerwire.MAX_RESPONSE_BYTES` PROTOCOL, a silent or dripping engine TIMEOUT. Over `unix://`
+and `tcp://` the SDK's requests go through `dockerwire.DockerAdapter`, so `timeout_s` is the
+deadline of the whole check (its eight requests: the SDK's own version call, ping, version,
+info and four lists); over `ssh://` it is per request. A host that is an IPv6 literal is
+bracketed in the endpoint (`tcp://[::1]:2375`).
 The docker SDK wraps everything in DockerException or requests' errors; the class comes
 from what they wrap.
 """
@@ -48,6 +51,7 @@ from what they wrap.
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import socket
 import ssl
@@ -61,6 +65,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import docker
+import httpx
 import paramiko
 import requests
 import requests.adapters
@@ -72,6 +77,7 @@ from agent.address_policy import Family, current, first_permitted
 from agent.credentials import PREFIXES, CredentialError, SecretResolver
 from agent.guarded import guard_adapter
 from agent.probes.base import ErrorClass, Observation, Probe, ProbeError, Status, parse_config
+from agent.probes.dockerwire import DockerAdapter
 
 DEFAULT_DOCKER_HOST = "unix:///run/podman/podman.sock"
 SCHEMES = ("unix", "tcp", "ssh")
@@ -111,7 +117,8 @@ class Config(BaseModel):
         if self.docker_host:
             return self.docker_host
         if self.port is not None and self.host:
-            return f"tcp://{self.host}:{self.port}"
+            host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 literal
+            return f"tcp://{host}:{self.port}"
         return DEFAULT_DOCKER_HOST
 
     @property
@@ -203,22 +210,30 @@ def tls_config(config: Config, resolver: Resolver) -> Iterator[TLSConfig | None]
 
 
 class EngineClient(docker.APIClient):
-    """The docker SDK's low-level client, held to the address policy, following no redirect.
+    """The docker SDK's low-level client: through `dockerwire`, policed, following no redirect.
 
-    Its own CA is kept when the environment names one: `requests` lets REQUESTS_CA_BUNDLE (or
-    CURL_CA_BUNDLE) override a session's CA file (psf/requests#3829), so a `ca_cert` would
-    silently give way to the system bundle.
+    Its requests go through `dockerwire` (the check's deadline, a size cap) when there is a
+    bounded adapter; that adapter, like any the SDK mounts (`ssh://`), connects only to
+    addresses the instances' address policy permits. It also keeps its own CA when the
+    environment names one: `requests` lets REQUESTS_CA_BUNDLE (or CURL_CA_BUNDLE) override a
+    session's CA file (psf/requests#3829), so a `ca_cert` would silently give way to the
+    system bundle.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, wire: DockerAdapter | None, **options: Any) -> None:
         # Set before the SDK's constructor, which mounts adapters and asks for the API version.
+        self._wire = wire
         self.max_redirects = 0
-        super().__init__(*args, **kwargs)
+        super().__init__(**options)
 
     def mount(self, prefix: str, adapter: requests.adapters.BaseAdapter) -> None:
         """Mount `adapter` with its connections held to the instances' address policy."""
         guard_adapter(adapter, lambda: current(Family.INSTANCES))
         super().mount(prefix, adapter)
+
+    def get_adapter(self, url: str) -> Any:
+        """Every request goes through the bounded adapter, when there is one."""
+        return self._wire if self._wire is not None else super().get_adapter(url)
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         """Send without following a redirect: an engine that answers with one is refused."""
@@ -227,6 +242,12 @@ class EngineClient(docker.APIClient):
             response.close()
             raise ProbeError(ErrorClass.POLICY, "the engine answered with a redirect: not followed")
         return response
+
+    def close(self) -> None:
+        """Close the SDK's adapters and the bounded one."""
+        super().close()
+        if self._wire is not None:
+            self._wire.close()
 
     def merge_environment_settings(
         self, url: str | None, proxies: Any, stream: Any, verify: Any, cert: Any
@@ -242,19 +263,47 @@ class EngineClient(docker.APIClient):
 def client_for(config: Config, resolver: Resolver, timeout_s: float) -> Iterator[docker.APIClient]:
     """A low-level client for the endpoint, closed (and its TLS files removed) on exit.
 
-    Creating it already asks the server for its API version, so it can fail like any call.
+    Creating it already asks the server for its API version, so it can fail like any call
+    (and then the bounded adapter's connections are closed all the same).
     """
     if config.scheme == "ssh":  # paramiko connects by name; judge the name's addresses first
         parts = urlsplit(config.endpoint)
         first_permitted(parts.hostname or "", parts.port or 22, current(Family.INSTANCES))
-    with tls_config(config, resolver) as tls:
+    with tls_config(config, resolver) as tls, closing(wire_for(config)) as wire:
         client = EngineClient(
-            base_url=config.endpoint, version="auto", timeout=timeout_s, tls=tls or False
+            wire,
+            base_url=config.endpoint,
+            version="auto",
+            timeout=timeout_s,
+            tls=tls or False,
         )
         try:
             yield client
         finally:
             client.close()
+
+
+def wire_for(config: Config) -> DockerAdapter | None:
+    """The bounded adapter for a `unix://` or `tcp://` endpoint; None for `ssh://`.
+
+    Over `tcp://` it connects only to addresses the instances' address policy permits; a
+    `unix://` socket is on the worker itself, named by the operator's default or the row.
+    """
+    if config.scheme == "ssh":
+        return None
+    if config.scheme == "unix":
+        return DockerAdapter(urlsplit(config.endpoint).path)
+    return DockerAdapter(None, policy_of=lambda: current(Family.INSTANCES))
+
+
+@contextmanager
+def closing(wire: DockerAdapter | None) -> Iterator[DockerAdapter | None]:
+    """`wire` (or None), closed on exit."""
+    try:
+        yield wire
+    finally:
+        if wire is not None:
+            wire.close()
 
 
 def check_socket(config: Config, timeout_s: float) -> None:
@@ -362,10 +411,18 @@ _RULES: tuple[tuple[Callable[[BaseException], bool], ErrorClass], ...] = (
     (_kind(socket.gaierror), ErrorClass.DNS),
     (_kind(ConnectionRefusedError), ErrorClass.REFUSED),
     # Not urllib3's TimeoutError: its NewConnectionError (refused, unreachable) inherits it.
-    (_kind(requests.Timeout, TimeoutError), ErrorClass.TIMEOUT),
+    (_kind(requests.Timeout, TimeoutError, httpx.TimeoutException), ErrorClass.TIMEOUT),
     (_kind(APIError), ErrorClass.PROTOCOL),
     # Connected, then dropped or answered in something other than HTTP: not the engine's API.
-    (_kind(ConnectionResetError, http.client.HTTPException), ErrorClass.PROTOCOL),
+    (
+        _kind(
+            ConnectionResetError,
+            http.client.HTTPException,
+            httpx.ProtocolError,
+            json.JSONDecodeError,
+        ),
+        ErrorClass.PROTOCOL,
+    ),
     (_plain_os_error, ErrorClass.UNREACHABLE),
     (
         _kind(DockerException, requests.RequestException, paramiko.SSHException),
@@ -393,7 +450,7 @@ def error_class(exc: BaseException) -> ErrorClass:
     """The class of a docker SDK failure, read through the exceptions it wraps."""
     chain = list(causes(exc))
     recognised = _recognised(chain)
-    if recognised is not None:
+    if recognised is not None:  # ours inside the SDK's wrapping: a policy, a redirect, a cap
         return recognised.error_class
     for matches, found in _RULES:
         if any(matches(link) for link in chain):
@@ -454,7 +511,14 @@ class DockerProbe(Probe):
         check_socket(config, self.timeout_s)
         try:
             facts = self._look(config)
-        except (DockerException, requests.RequestException, OSError, paramiko.SSHException) as exc:
+        except (
+            DockerException,
+            requests.RequestException,
+            httpx.HTTPError,
+            OSError,
+            ProbeError,
+            paramiko.SSHException,
+        ) as exc:
             raise explain(exc, config, self.timeout_s) from exc
         status, message = verdict(facts["containers_by_state"], facts["containers_by_health"])
         checks = {CAN_CONNECT: Status.OK, CONTAINERS_HEALTHY: status}

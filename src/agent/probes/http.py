@@ -16,12 +16,22 @@ Facts: `status_code`, `connect_ms`, `tls_ms`, `first_byte_ms` (request sent to r
 headers received: the server's own time plus one round trip), and for https
 `cert_not_after` (ISO 8601, UTC) and `cert_days_left`. The body is never read. Proxies
 from the environment are ignored: the probe measures the target, not the path to it. Only
-addresses the instances' address policy permits are connected to (`agent.address_policy`).
+addresses the instances' address policy permits are connected to (`agent.address_policy`),
+and a redirect is never followed (its 3xx is the answer judged).
+
+Clients and their TLS contexts are built once per worker process (one per `verify_tls` and
+`ca_bundle`, rebuilt when the bundle file changes, and after a fork) and shared by all
+checks; connections are not kept between checks, so each check times a full connect. The
+whole request, from connect to the last header, ends by the check's deadline
+(`agent.probes.deadline`), however slowly the server answers: the policy's guard wraps
+the deadline's network backend, so both hold on every connection of the shared clients.
 """
 
 from __future__ import annotations
 
+import os
 import ssl
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
@@ -35,6 +45,7 @@ from agent.address_policy import Family, current
 from agent.credentials import CredentialError, SecretResolver
 from agent.guarded import guard_httpx
 from agent.probes.base import ErrorClass, Observation, Probe, ProbeError, Status, parse_config
+from agent.probes.deadline import bounded_transport
 
 _SEVERITY = (Status.OK, Status.WARNING, Status.CRITICAL)
 _PHASES = {
@@ -155,15 +166,13 @@ class HttpProbe(Probe):
         """Send the request, read only the status line and headers."""
         config = self.config()
         timings = Timings()
-        with (
-            self._client(config) as client,
-            client.stream(
-                "GET",
-                config.target,
-                headers=self._headers(config),
-                extensions={"trace": timings.record},
-            ) as response,
-        ):
+        with self._client(config).stream(
+            "GET",
+            config.target,
+            headers=self._headers(config),
+            timeout=self.timeout_s,
+            extensions={"trace": timings.record},
+        ) as response:
             facts = {"status_code": response.status_code, **timings.phases()}
             facts.update(_peer_certificate_facts(response))
         return observe(config, response.status_code, facts)
@@ -191,8 +200,7 @@ class HttpProbe(Probe):
         return ErrorClass.INTERNAL
 
     def _client(self, config: Config) -> httpx.Client:
-        client = httpx.Client(verify=_tls_context(config), timeout=self.timeout_s, trust_env=False)
-        return guard_httpx(client, lambda: current(Family.INSTANCES))
+        return shared_client(config)
 
     def _headers(self, config: Config) -> dict[str, str]:
         headers = {"User-Agent": "infra-agent", **config.headers}
@@ -201,6 +209,38 @@ class HttpProbe(Probe):
             self._secrets.append(token)
             headers["Authorization"] = f"Bearer {token}"
         return headers
+
+
+_ClientKey = tuple[int, bool, str | None, int | None]
+_clients: dict[_ClientKey, httpx.Client] = {}
+_clients_lock = threading.Lock()
+
+
+def shared_client(config: Config) -> httpx.Client:
+    """The process's client for the config's TLS settings, built on first use."""
+    bundle = config.ca_bundle if config.verify_tls else None
+    key = (os.getpid(), config.verify_tls, bundle, _modified(bundle))
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            client = _clients[key] = _new_client(config)
+        return client
+
+
+def _new_client(config: Config) -> httpx.Client:
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=0)
+    transport = bounded_transport(verify=_tls_context(config), limits=limits)
+    client = httpx.Client(transport=transport, trust_env=False, follow_redirects=False)
+    return guard_httpx(client, lambda: current(Family.INSTANCES))
+
+
+def _modified(path: str | None) -> int | None:
+    if path is None:
+        return None
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError as exc:
+        raise ProbeError(ErrorClass.CONFIG, f"ca_bundle cannot be read: {exc.strerror}") from None
 
 
 def _tls_context(config: Config) -> ssl.SSLContext | bool:

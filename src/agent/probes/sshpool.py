@@ -6,6 +6,11 @@ authentication. The cache is a bounded LRU with idle expiry; a caller leases a t
 only when nobody holds it. One transport is built at a time per key, so a burst of checks
 against one host makes one connection. After `fork()` the child forgets the parent's
 transports without touching their sockets (registered with `os.register_at_fork`).
+
+A cached login proves only that one session process still answers, not that the host's
+sshd still accepts logins: stopping the listener (`systemctl stop ssh`) leaves sessions
+alive. So a transport is trusted for at most `max_age_s` after its login; the first check
+after that logs in afresh, and a host whose listener is gone is seen then (REFUSED).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import paramiko
 
 DEFAULT_MAX_SIZE = 64
 DEFAULT_IDLE_S = 300.0
+DEFAULT_MAX_AGE_S = 60.0
 # Idle expiry walks every entry, so a checkout runs it at most this often, not every time.
 EXPIRY_SCAN_EVERY_S = 1.0
 # Paramiko's reader thread wakes every 0.1 s on an idle socket (its socket timeout) just to
@@ -41,12 +47,14 @@ class PoolStats:
     misses: int = 0
     discarded: int = 0
     evicted: int = 0
+    aged: int = 0
 
 
 @dataclass
 class _Entry:
     transport: paramiko.Transport
     last_used: float
+    created: float
     leases: int = 0
     retired: bool = False
 
@@ -59,9 +67,11 @@ class TransportPool:
         max_size: int = DEFAULT_MAX_SIZE,
         idle_s: float = DEFAULT_IDLE_S,
         clock: Callable[[], float] = time.monotonic,
+        max_age_s: float = DEFAULT_MAX_AGE_S,
     ) -> None:
         self.max_size = max_size
         self.idle_s = idle_s
+        self.max_age_s = max_age_s
         self._clock = clock
         self._reset()
 
@@ -103,7 +113,7 @@ class TransportPool:
         self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
         self._connecting: dict[Hashable, threading.Lock] = {}
         self._to_close: list[_Entry] = []
-        self._stats = {"hits": 0, "misses": 0, "discarded": 0, "evicted": 0}
+        self._stats = {"hits": 0, "misses": 0, "discarded": 0, "evicted": 0, "aged": 0}
         self._next_scan = float("-inf")
 
     def _checkout(
@@ -123,9 +133,10 @@ class TransportPool:
         with self._lock:
             self._expire_idle()
             entry = self._entries.get(key)
-            if entry is not None and not entry.transport.is_active():
+            unfit = self._unfit(entry) if entry is not None else None
+            if unfit is not None:
                 self._retire(key)
-                self._stats["discarded"] += 1
+                self._stats[unfit] += 1
                 entry = None
             self._stats["hits" if entry else "misses"] += 1
             if entry is not None:
@@ -134,9 +145,18 @@ class TransportPool:
         self._close_retired()
         return entry
 
+    def _unfit(self, entry: _Entry) -> str | None:
+        """Why a cached transport must not be reused (the counter to bump), or None."""
+        if not entry.transport.is_active():
+            return "discarded"
+        if self._clock() - entry.created > self.max_age_s:
+            return "aged"
+        return None
+
     def _insert(self, key: Hashable, transport: paramiko.Transport) -> _Entry:
         transport.sock.settimeout(IDLE_WAKEUP_S)
-        entry = _Entry(transport, self._clock(), leases=1)
+        now = self._clock()
+        entry = _Entry(transport, now, now, leases=1)
         with self._lock:
             self._entries[key] = entry
             while len(self._entries) > self.max_size:
