@@ -36,7 +36,7 @@ def store_offline(data: bytes, format: str | None) -> tuple[list[tuple], Tally]:
     Refused rows are turned into the text quarantine keeps, as the store would.
     """
     parsed = read(io.BytesIO(data), format)
-    validator = Validator({"run_id": "run-1", **parsed.context}, parsed.format, LATEST)
+    validator = Validator(parsed.run_context({"run_id": "run-1"}), parsed.format, LATEST)
     tally, points = Tally(), []
     for batch in batches(parsed.rows, validator, tally, 50):
         points += batch.points
