@@ -48,6 +48,18 @@ hypothesis_settings.load_profile("agent")
 set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "infra-agent-hypothesis")
 
 
+# Tests of native partitions: a pass whose test server is TimescaleDB deselects them
+# (`-m "not native_partitions"`) rather than letting them skip.
+NATIVE_ONLY_FIXTURES = {"native", "native_backend"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the tests that only mean something on natively partitioned time series."""
+    for item in items:
+        if NATIVE_ONLY_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.native_partitions)
+
+
 SERVER_URL = os.environ.get("AGENT_TEST_DATABASE_URL")
 # AGENT_TEST_SERVER=timescaledb: the suite's own TimescaleDB cluster is "the server" (CI's
 # second pass over the integration tests, so every schema test runs on hypertables too).

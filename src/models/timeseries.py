@@ -93,6 +93,11 @@ def timescaledb_available(conn: Connection) -> bool:
     return bool(conn.execute(text(sql)).scalar())
 
 
+def timescaledb_usable(conn: Connection) -> bool:
+    """Whether TimescaleDB is installed here and preloaded (or already created)."""
+    return timescaledb_available(conn) and (_created(conn) or _preloaded(conn))
+
+
 def choose_backend(conn: Connection, preference: str) -> Backend:
     """The backend for new time-series tables; enables TimescaleDB when it is the one.
 

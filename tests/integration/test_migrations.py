@@ -140,6 +140,7 @@ def test_upgrade_creates_both_views(migrated):
     assert relations(migrated, "v") == VIEWS
 
 
+@pytest.mark.native_partitions
 def test_time_series_are_partitioned_from_before_now_to_partitions_ahead(migrated):
     if backend_of(migrated, "benchmarks") != "native":
         pytest.skip("this server gave the time series to TimescaleDB")
@@ -187,21 +188,23 @@ def test_upgrade_works_again_after_a_downgrade(migrated, empty_database_url):
     migrate.check(empty_database_url)
 
 
+@pytest.mark.native_partitions
 def test_a_required_timescaledb_that_is_missing_fails_clearly_and_creates_nothing(
     engine, empty_database_url, timescaledb_required
 ):
     with engine.connect() as conn:
-        if timeseries.timescaledb_available(conn):
-            pytest.skip("TimescaleDB is available on this server")
+        if timeseries.timescaledb_usable(conn):
+            pytest.skip("TimescaleDB is usable on this server")
     with pytest.raises(timeseries.TimeseriesError, match="AGENT_TIMESERIES_BACKEND=timescaledb"):
         migrate.upgrade(empty_database_url)
     assert relations(engine, "rpv") == set()
 
 
+@pytest.mark.native_partitions
 def test_auto_falls_back_to_native_partitions_without_timescaledb(engine):
     with engine.connect() as conn:
-        if timeseries.timescaledb_available(conn):
-            pytest.skip("TimescaleDB is available on this server")
+        if timeseries.timescaledb_usable(conn):
+            pytest.skip("TimescaleDB is usable on this server")
         assert timeseries.choose_backend(conn, "auto") == "native"
         assert timeseries.choose_backend(conn, "native") == "native"
 
@@ -247,6 +250,7 @@ def test_a_required_timescaledb_that_is_not_preloaded_stops_with_the_reason(
         engine.dispose()
 
 
+@pytest.mark.native_partitions
 def test_partitions_are_created_once_for_old_rows_and_dropped_for_retention(migrated):
     if backend_of(migrated, "benchmarks") != "native":
         pytest.skip("this server gave the time series to TimescaleDB")
