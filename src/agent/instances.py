@@ -186,7 +186,7 @@ def secret_key(settings: Settings) -> str | None:
     """AGENT_SECRET_KEY, else the key `infra-agent up` keeps in the data directory."""
     if settings.secret_key is not None:
         return settings.secret_key.get_secret_value()
-    kept = settings.data_dir / "secret.key"
+    kept = settings.kept_key_path
     return _read_kept(kept) if kept.exists() else None
 
 

@@ -150,6 +150,11 @@ class Settings(BaseSettings):
         return self.liveness_file or self.data_dir / "worker.alive"
 
     @property
+    def kept_key_path(self) -> Path:
+        """Where `infra-agent up` keeps the Fernet key it made when AGENT_SECRET_KEY is unset."""
+        return self.data_dir / "secret.key"
+
+    @property
     def sqlalchemy_url(self) -> str:
         """The database URL with the psycopg 3 driver named, as SQLAlchemy wants it."""
         return to_sqlalchemy_url(require(self.database_url, "AGENT_DATABASE_URL"))

@@ -91,7 +91,7 @@ def prepare(settings: Settings, stack: ExitStack) -> Stack:
     refuse_second_agent(settings.data_dir)
     password_file, key_file = (
         settings.data_dir / "flower-password",
-        settings.data_dir / "secret.key",
+        settings.kept_key_path,
     )
     given_password, given_key = (
         _secret_value(settings.flower_password),
