@@ -158,7 +158,7 @@ def _value(raw: Any) -> float:
 def _unit(raw: Any) -> str:
     if raw is None or raw == "":
         raise Invalid("missing field: unit")
-    if raw not in UNITS:
+    if not isinstance(raw, str) or raw not in UNITS:  # a list or a mapping is no unit either
         raise Invalid("unknown unit")
     return raw
 
