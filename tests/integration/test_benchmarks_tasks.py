@@ -94,19 +94,26 @@ def test_a_worker_lists_open_alerts(celery_app, celery_worker, database_url):
     assert len(alerts) <= 5
 
 
-def million_rows(path, package, rows=1_000_000):
+def million_rows(path, package, rows=1_000_000, month=5):
     with path.open("w") as out:
         out.write("package,benchmark,metric,value,unit,timestamp,run_id\n")
         for i in range(rows):
             series, step = divmod(i, 1000)
             out.write(
                 f"{package},bench/{series % 100},m{series // 100},{100 + i % 7},ms,"
-                f"2025-05-{1 + step % 28:02d}T{step % 24:02d}:{step % 60:02d}:00Z,run-{step}\n"
+                f"2025-{month:02d}-{1 + step % 28:02d}T{step % 24:02d}:{step % 60:02d}:00Z,run-{step}\n"
             )
 
 
 @pytest.mark.timeout(600)
 def test_a_million_row_stream_is_stored_in_flat_memory(tmp_path, package):
+    # One-time costs (the regression check's lazy imports, the first COPY's
+    # buffers) are paid by a small warm-up ingest, so ru_maxrss measures
+    # growth with the input only, whatever ran earlier in this process.
+    warm = tmp_path / "warm.csv"
+    million_rows(warm, package, rows=20_000, month=4)
+    with warm.open("rb") as stream:
+        job.ingest_stream(get_settings(), stream, None, {}, "warm-up")
     path = tmp_path / "million.csv"
     million_rows(path, package)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -119,4 +126,4 @@ def test_a_million_row_stream_is_stored_in_flat_memory(tmp_path, package):
         stored = session.scalar(
             select(func.count()).select_from(Benchmark).where(Benchmark.package_name == package)
         )
-    assert stored == 1_000_000
+    assert stored == 1_020_000
