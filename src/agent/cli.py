@@ -269,6 +269,21 @@ def schemas(directory: str) -> None:
         click.echo(path)
 
 
+@main.command("docs")
+@click.argument("directory", default="docs", type=click.Path(file_okay=False))
+def docs_(directory: str) -> None:
+    """Write every generated page: DIRECTORY/schemas (as `schemas`) and DIRECTORY/reference."""
+    from pathlib import Path
+
+    from agent import reference, schemas
+
+    written = schemas.write(Path(directory, "schemas")) + reference.write(
+        Path(directory, "reference")
+    )
+    for path in written:
+        click.echo(path)
+
+
 @main.command("worker-alive")
 @click.option("--max-age", "max_age_s", type=float, help="Seconds (AGENT_LIVENESS_MAX_AGE_S).")
 def worker_alive(max_age_s: float | None) -> None:

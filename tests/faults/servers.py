@@ -19,7 +19,7 @@ from agent.embedded import EmbeddedPostgres
 from tests.e2e.processes import wait_until
 from tests.support import free_port, missing_component
 
-# What a production Redis should run with (README, "Production Redis"): the append-only file
+# What a production Redis should run with (docs/deploy.md, "Production Redis"): the append-only file
 # written every second, so a restart loses at most the last second of queued messages.
 PERSISTENT = ("--appendonly", "yes", "--appendfsync", "everysec", "--save", "")
 EPHEMERAL = ("--appendonly", "no", "--save", "")

@@ -3,7 +3,7 @@
 A Redis without persistence comes back empty: the batches queued in it are gone. The sweep
 leased their instances at dispatch for one interval plus the task time limit, so once those
 leases expire a later periodic sweep selects the instances again. A Redis with an
-append-only file keeps what was queued (README, "Production Redis").
+append-only file keeps what was queued (docs/deploy.md, "Production Redis").
 """
 
 from __future__ import annotations

@@ -62,7 +62,11 @@ class Options(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    namespaces: tuple[str, ...] | None = Field(default=None, min_length=1)
+    namespaces: tuple[str, ...] | None = Field(
+        default=None,
+        min_length=1,
+        description="the namespaces to discover workloads in (default: all)",
+    )
 
     @field_validator("namespaces")
     @classmethod

@@ -97,13 +97,42 @@ class Config(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
-    host: str = ""
-    port: int | None = Field(default=None, ge=1, le=65535)
-    docker_host: str = ""
-    tls: bool | None = None
-    ca_cert: str | None = None
-    client_cert: str | None = None
-    client_key: str | None = None
+    host: str = Field(
+        default="",
+        description=(
+            "the instance's host; with `port` and no `docker_host`, the endpoint is "
+            "`tcp://<host>:<port>`"
+        ),
+    )
+    port: int | None = Field(default=None, ge=1, le=65535, description="the instance's port")
+    docker_host: str = Field(
+        default="",
+        description=(
+            "the endpoint as the Docker CLI spells it: `unix:///path` (on the worker), "
+            "`tcp://host:port`, `ssh://user@host[:port]`; default `unix:///run/podman/podman.sock`"
+        ),
+    )
+    tls: bool | None = Field(
+        default=None,
+        description=(
+            "force TLS on or off for `tcp://` (on unless false; the server's certificate is always "
+            "verified)"
+        ),
+    )
+    ca_cert: str | None = Field(
+        default=None,
+        description=(
+            "PEM text or a secret reference: the CA to verify the engine with, else the worker's "
+            "trust store"
+        ),
+    )
+    client_cert: str | None = Field(
+        default=None,
+        description="PEM text or a secret reference: the client certificate, with `client_key`",
+    )
+    client_key: str | None = Field(
+        default=None, description="the client certificate's key, with `client_cert`"
+    )
 
     @model_validator(mode="after")
     def _endpoint_is_usable(self) -> Config:

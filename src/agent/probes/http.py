@@ -67,17 +67,34 @@ class Config(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore", hide_input_in_errors=True)
 
-    host: str = ""
-    url: str | None = None
-    scheme: Literal["http", "https"] = "http"
-    port: int | None = Field(default=None, ge=1, le=65535)
-    path: str = "/"
-    expected_status: tuple[int, ...] | None = None
-    verify_tls: bool = True
-    ca_bundle: str | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
-    bearer_token: str | None = None
-    cert_warning_days: int = Field(default=14, ge=0)
+    host: str = Field(
+        default="",
+        description=(
+            "the instance's host, joined with `scheme`, `port` and `path` when there is no `url`"
+        ),
+    )
+    url: str | None = Field(
+        default=None, description="the whole URL to GET, instead of `scheme`, `port` and `path`"
+    )
+    scheme: Literal["http", "https"] = Field(default="http", description="`http` or `https`")
+    port: int | None = Field(default=None, ge=1, le=65535, description="the instance's port")
+    path: str = Field(default="/", description="the path to GET")
+    expected_status: tuple[int, ...] | None = Field(
+        default=None,
+        description="accepted status codes (default: any 2xx or 3xx; redirects are not followed)",
+    )
+    verify_tls: bool = Field(default=True, description="verify the server's certificate")
+    ca_bundle: str | None = Field(
+        default=None, description="a PEM file on the worker to trust instead of the system's CAs"
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="extra request headers, never secret (an `Authorization` header is refused)",
+    )
+    bearer_token: str | None = Field(default=None, description="sent as `Authorization: Bearer`")
+    cert_warning_days: int = Field(
+        default=14, ge=0, description="a certificate closer than this to expiry is a warning"
+    )
 
     @field_validator("headers")
     @classmethod

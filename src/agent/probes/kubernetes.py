@@ -87,18 +87,54 @@ class Config(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    host: str = ""
-    port: int | None = Field(default=None, ge=1, le=65535)
-    kubeconfig: str | None = None
-    context: str | None = None
-    api_url: str | None = None
-    token: str | None = None
-    ca_cert: str | None = None
-    verify_tls: bool = True
-    insecure_skip_tls_verify: bool = False
-    page_size: int = Field(default=500, ge=1, le=5000)
-    max_response_bytes: int = Field(default=16 * 1024 * 1024, ge=64 * 1024, le=1024**3)
-    max_items: int = Field(default=100_000, ge=1, le=10_000_000)
+    host: str = Field(
+        default="", description="the instance's host: the API server when there is no `api_url`"
+    )
+    port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="the instance's port (default 6443) when there is no `api_url`",
+    )
+    kubeconfig: str | None = Field(default=None, description="kubeconfig YAML; or else `token`")
+    context: str | None = Field(default=None, description="the kubeconfig's context to use")
+    api_url: str | None = Field(
+        default=None,
+        description=(
+            "an `https://` URL of the API server (default `https://<host>:<port or 6443>`), with "
+            "`token`"
+        ),
+    )
+    token: str | None = Field(default=None, description="a bearer token; or else `kubeconfig`")
+    ca_cert: str | None = Field(
+        default=None,
+        description=(
+            "PEM text or a secret reference, with `token` (default: the system's trust store)"
+        ),
+    )
+    verify_tls: bool = Field(
+        default=True,
+        description=(
+            "false alone is refused: set `insecure_skip_tls_verify` to turn verification off"
+        ),
+    )
+    insecure_skip_tls_verify: bool = Field(
+        default=False,
+        description="skip TLS verification explicitly; the result then says so at warning level",
+    )
+    page_size: int = Field(default=500, ge=1, le=5000, description="items per List page")
+    max_response_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=64 * 1024,
+        le=1024**3,
+        description="largest body of one response",
+    )
+    max_items: int = Field(
+        default=100_000,
+        ge=1,
+        le=10_000_000,
+        description="most items read from one List, over its pages",
+    )
 
     @field_validator("kubeconfig", "token")
     @classmethod

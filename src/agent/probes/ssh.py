@@ -75,14 +75,31 @@ class Config(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore", hide_input_in_errors=True)
 
-    host: str = Field(min_length=1)
-    port: int = Field(default=22, ge=1, le=65535)
-    username: str = Field(min_length=1)
-    private_key: str | None = None
-    private_key_passphrase: str | None = None
-    password: str | None = None
-    host_key: str | None = None
-    trust_on_first_use: bool = False
+    host: str = Field(min_length=1, description="the instance's host")
+    port: int = Field(default=22, ge=1, le=65535, description="the instance's port, else 22")
+    username: str = Field(min_length=1, description="the login name")
+    private_key: str | None = Field(
+        default=None,
+        description=(
+            "a PEM or OpenSSH private key (ed25519, ecdsa or rsa); used when both it and `password`"
+            " are given"
+        ),
+    )
+    private_key_passphrase: str | None = Field(
+        default=None, description="the passphrase of an encrypted `private_key`"
+    )
+    password: str | None = Field(
+        default=None, description="the login password, when there is no `private_key`"
+    )
+    host_key: str | None = Field(
+        default=None, description="the server's public key line (`ssh-ed25519 AAAA...`), pinned"
+    )
+    trust_on_first_use: bool = Field(
+        default=False,
+        description=(
+            "accept and record an unknown host key at the first check, and only that key afterwards"
+        ),
+    )
 
     @field_validator("host_key")
     @classmethod

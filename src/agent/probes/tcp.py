@@ -38,9 +38,17 @@ class Config(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
-    host: str = Field(min_length=1)
-    port: int = Field(ge=1, le=65535)
-    read_banner: bool = False
+    host: str = Field(min_length=1, description="the instance's host")
+    port: int = Field(
+        ge=1, le=65535, description="the port, when the instance's own `port` is empty"
+    )
+    read_banner: bool = Field(
+        default=False,
+        description=(
+            "wait for the first line the server sends (SSH, SMTP, FTP greet first) and report it; a"
+            " silent server is then a timeout"
+        ),
+    )
 
 
 def open_socket(
