@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent.credentials import PREFIXES, SecretResolver
 from agent.plugins.client import Pool
+from agent.probes.aiohttp_errors import translated
 from agent.probes.base import ErrorClass, ProbeError, parse_config
 from agent.probes.capped import too_large
 
@@ -203,10 +204,11 @@ async def fetch_token(
         form.update(client_id=client_id, client_secret=client_secret)
     else:
         headers["Authorization"] = aiohttp.encode_basic_auth(client_id, client_secret)
-    async with pool.session.post(
-        config.token_url, data=form, headers=headers, allow_redirects=False
-    ) as response:
-        body = await read_capped_async(response.content, MAX_TOKEN_BYTES)
+    with translated():
+        async with pool.session.post(
+            config.token_url, data=form, headers=headers, allow_redirects=False
+        ) as response:
+            body = await read_capped_async(response.content, MAX_TOKEN_BYTES)
     return _token_from(response.status, body, config.default_expires_in_s)
 
 

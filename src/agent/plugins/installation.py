@@ -15,9 +15,9 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
-import httpx
 
 from agent.clock import Clock
 from agent.credentials import SecretResolver
@@ -26,7 +26,7 @@ from agent.plugins.auth import Authenticated, TokenCache, authenticate, shared_t
 from agent.plugins.client import Pool
 from agent.plugins.outcome import PluginChecked, Prior, conclude
 from agent.probes.aio import each_async, run_on_loop, run_probe
-from agent.probes.aiohttp_errors import AiohttpErrors
+from agent.probes.aiohttp_errors import AiohttpErrors, translated
 from agent.probes.base import ErrorClass, Observation, ProbeError, ProbeResult, Status, late_result
 from agent.probes.http import HttpProbe
 
@@ -65,12 +65,12 @@ class InstallationSpec:
             return f"service is {self.registry_status or 'not approved'} in the registry"
         return None
 
-    def url(self) -> httpx.URL:
-        """The health endpoint."""
+    def url(self) -> str:
+        """The health endpoint (parsed by the client: an invalid one is a CONFIG error then)."""
         if not self.api_base_url:
             raise ProbeError(ErrorClass.CONFIG, "the service has no api_base_url")
         base = self.api_base_url.rstrip("/")
-        return httpx.URL(f"{base}/{self.health_path.lstrip('/')}")
+        return f"{base}/{self.health_path.lstrip('/')}"
 
 
 def health_path_of(capabilities: Mapping[str, Any] | None) -> str:
@@ -109,7 +109,7 @@ class InstallationProbe(AiohttpErrors, HttpProbe):
 
     async def acheck(self) -> Observation:
         """Authenticate, send the request, read at most the first 64 KiB of the body."""
-        url = str(self.spec.url())
+        url = self.spec.url()
         self._auth = await authenticate(
             self.spec.auth_type,
             self.spec.auth_config,
@@ -118,13 +118,14 @@ class InstallationProbe(AiohttpErrors, HttpProbe):
             self.pool,
             self.tokens,
         )
-        async with self.pool.session.get(
-            url,
-            headers=dict(self._auth.headers),
-            params=dict(self._auth.params) or None,
-            allow_redirects=False,
-        ) as response:
-            body = await read_upto(response.content, MAX_BODY_BYTES)
+        with translated():
+            async with self.pool.session.get(
+                url,
+                headers=dict(self._auth.headers),
+                params=dict(self._auth.params) or None,
+                allow_redirects=False,
+            ) as response:
+                body = await read_upto(response.content, MAX_BODY_BYTES)
         return self._judge(response.status, body)
 
     def secrets(self) -> list[str]:
@@ -248,6 +249,6 @@ def by_host_in_turn(specs: Sequence[InstallationSpec]) -> list[InstallationSpec]
 
 def _host_of(spec: InstallationSpec) -> str:
     try:
-        return str(spec.url().netloc)
-    except (ProbeError, httpx.InvalidURL):
+        return urlsplit(spec.url()).netloc
+    except (ProbeError, ValueError):
         return ""

@@ -1,15 +1,23 @@
-"""The error classes of aiohttp's failures, in the probes' vocabulary.
+"""The error classes of aiohttp's failures, in the probes' vocabulary, and their messages.
 
 aiohttp wraps the socket's own error (`os_error`) in its connector errors, so those are
 classed by what they wrap; TLS, DNS and the server's malformed answers have classes of their
 own. Anything else falls back to the probe's own classification.
+
+aiohttp's own texts quote the request URL (query string included, where an API key may
+travel) and the bytes a server sent back (which an echoing server fills with the request):
+`translated()` replaces them with a short description the agent writes, so no form of a
+secret depends on the scrubber finding it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import aiohttp
 
-from agent.probes.base import ErrorClass, classify
+from agent.probes.base import ErrorClass, ProbeError, classify
 
 _OWN_CLASSES: tuple[tuple[type[BaseException], ErrorClass], ...] = (
     (aiohttp.InvalidURL, ErrorClass.CONFIG),
@@ -21,6 +29,38 @@ _OWN_CLASSES: tuple[tuple[type[BaseException], ErrorClass], ...] = (
     (aiohttp.ClientPayloadError, ErrorClass.PROTOCOL),
     (aiohttp.ClientResponseError, ErrorClass.PROTOCOL),
 )
+
+
+_DESCRIPTIONS: tuple[tuple[type[BaseException], str], ...] = (
+    (aiohttp.InvalidURL, "the URL is not a valid HTTP URL"),
+    (aiohttp.ClientConnectorDNSError, "the host name does not resolve"),
+    (aiohttp.ClientConnectorCertificateError, "the TLS certificate did not verify"),
+    (aiohttp.ClientSSLError, "the TLS handshake failed"),
+    (aiohttp.ServerTimeoutError, "the server did not answer in time"),
+    (aiohttp.ServerDisconnectedError, "the server closed the connection without an answer"),
+    (aiohttp.ClientPayloadError, "the response body is malformed"),
+    (aiohttp.ClientResponseError, "the answer is not well-formed HTTP"),
+)
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    """Turn aiohttp's failures in the block into ProbeErrors with agent-written messages."""
+    try:
+        yield
+    except aiohttp.ClientError as exc:
+        raise ProbeError(aiohttp_class(exc) or ErrorClass.UNREACHABLE, describe(exc)) from None
+
+
+def describe(exc: aiohttp.ClientError) -> str:
+    """What went wrong, in words that quote nothing the request or the server carried."""
+    for kind, text in _DESCRIPTIONS:
+        if isinstance(exc, kind):
+            return text
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        reason = exc.os_error.strerror or type(exc.os_error).__name__
+        return f"cannot connect to {exc.host}:{exc.port}: {reason}"
+    return f"the HTTP exchange failed ({type(exc).__name__})"
 
 
 def aiohttp_class(exc: BaseException) -> ErrorClass | None:
