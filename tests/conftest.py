@@ -79,6 +79,17 @@ def loopback_targets_allowed() -> Iterator[None]:
     get_settings.cache_clear()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def event_loop_closed_at_the_end() -> Iterator[None]:
+    """The process's event loop and its HTTP clients, closed before pytest checks for leaks."""
+    yield
+    from agent.plugins.client import close_shared_pool
+    from agent.probes.aio import close_process_loop
+
+    close_shared_pool()
+    close_process_loop()
+
+
 @pytest.fixture(scope="session")
 def embedded_postgres_url() -> Iterator[str]:
     """An embedded PostgreSQL in a private directory that no other test run cleans up."""

@@ -10,7 +10,13 @@ from __future__ import annotations
 import sys
 
 from celery import Celery
-from celery.signals import beat_init, worker_init, worker_process_init, worker_shutdown
+from celery.signals import (
+    beat_init,
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_shutdown,
+)
 from kombu import Exchange, Queue
 
 from agent import flower, key_check, observability
@@ -201,6 +207,21 @@ def _on_worker_init(sender: object = None, **_: object) -> None:
 @worker_shutdown.connect
 def _on_worker_shutdown(**_: object) -> None:
     sshpool.clear_default_pool()
+    _close_event_loop()
+
+
+@worker_process_shutdown.connect
+def _on_worker_process_shutdown(**_: object) -> None:
+    _close_event_loop()
+
+
+def _close_event_loop() -> None:
+    # The HTTP-family clients live on the process's loop: close them, not leave them to GC.
+    from agent.plugins.client import close_shared_pool
+    from agent.probes.aio import close_process_loop
+
+    close_shared_pool()
+    close_process_loop()
 
 
 @worker_process_init.connect

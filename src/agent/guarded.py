@@ -5,14 +5,18 @@ permits, and connects to one of those by its address (TLS still verifies the nam
 policy judges the address actually connected, with no second lookup in between.
 
 - httpx (HTTP instances, installations) and httpx2 (MCP): a network backend in the pool;
-- urllib3 (the docker SDK through requests, the Kubernetes client): the pools' connections.
+- urllib3 (the docker SDK through requests, the Kubernetes client): the pools' connections;
+- aiohttp (installations, on the process's event loop): the connector's host resolution.
 """
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 import anyio
 import httpcore
 import httpcore2
@@ -132,3 +136,34 @@ def guard_adapter(adapter: requests.adapters.BaseAdapter, policy_of: PolicyOf) -
     manager = getattr(adapter, "poolmanager", None)
     if isinstance(manager, urllib3.PoolManager):
         guard_pool_manager(manager, policy_of)
+
+
+class GuardedConnector(aiohttp.TCPConnector):
+    """An aiohttp connector that connects only to addresses the policy permits.
+
+    aiohttp resolves a name (through its resolver and DNS cache) and then connects to exactly
+    the addresses `_resolve_host` returns, TLS still checking the name; IP literals skip the
+    resolver but not this method. So the addresses are judged here, after every lookup or
+    cache hit, and only those that passed are handed on to be connected.
+    """
+
+    def __init__(self, policy_of: PolicyOf, **options: Any) -> None:
+        super().__init__(**options)
+        self._policy_of = policy_of
+
+    async def _resolve_host(self, host: str, port: int, traces: Any = None) -> Any:
+        resolved = await super()._resolve_host(host, port, traces=traces)
+        policy = self._policy_of()
+        allowed = [entry for entry in resolved if _permitted(entry["host"], policy)]
+        if not allowed:
+            judge(host, [_as_entry(entry) for entry in resolved], policy)  # raises, naming a rule
+        return allowed
+
+
+@functools.lru_cache(maxsize=4096)
+def _permitted(address: str, policy: AddressPolicy) -> bool:
+    return policy.refusal(ipaddress.ip_address(address.split("%", 1)[0])) is None
+
+
+def _as_entry(resolved: Any) -> tuple[Any, ...]:
+    return (resolved["family"], None, None, "", (resolved["host"], resolved["port"]))

@@ -56,7 +56,7 @@ def drip_port():
 def pool():
     made = build_pool(ClientLimits(timeout_s=TIMEOUT_S))
     yield made
-    made.client.close()
+    made.close()
 
 
 def timed(run):

@@ -84,7 +84,7 @@ def spellings(secret: str) -> set[str]:
     return {form for form in found if len(form) >= 4}
 
 
-def failing_checks(port: int):
+def failing_checks(port: int, pool):
     """(name, probe) for each credential field, all pointed at the echo server."""
     resolver = SecretResolver(None)
     reference = f"env:{VARIABLE}"
@@ -92,7 +92,6 @@ def failing_checks(port: int):
         "http.bearer_token",
         probe_for("http", "127.0.0.1", port, {"bearer_token": reference}, resolver, 5.0),
     )
-    pool = build_pool(ClientLimits(timeout_s=5.0))
     for name, auth_type, auth_config, credentials in (
         ("api_key.header", "api_key", {}, {"api_key": reference}),
         ("api_key.query", "api_key", {"location": "query", "param": "sig"}, {"api_key": reference}),
@@ -112,8 +111,12 @@ def test_a_secret_of_any_shape_leaves_a_failed_check_in_no_form(
 ):
     monkeypatch.setenv(VARIABLE, secret)
     caplog.clear()
-    with caplog.at_level(logging.DEBUG):
-        results = {name: probe.run() for name, probe in failing_checks(echo_server.port)}
+    pool = build_pool(ClientLimits(timeout_s=5.0))
+    try:
+        with caplog.at_level(logging.DEBUG):
+            results = {name: probe.run() for name, probe in failing_checks(echo_server.port, pool)}
+    finally:
+        pool.close()
     logged = "\n".join(record.getMessage() for record in caplog.records)
     for name, result in results.items():
         assert result.status is not Status.OK, name

@@ -117,7 +117,7 @@ def check_installation(spec: InstallationSpec, settings) -> object:
     try:
         return InstallationProbe(spec, pool, resolver_for(settings)).run()
     finally:
-        pool.client.close()
+        pool.close()
 
 
 def instance(kind: str, host: str, port: int | None, config: dict, settings) -> object:

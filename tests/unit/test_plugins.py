@@ -1,3 +1,4 @@
+import asyncio
 import datetime as dt
 import threading
 
@@ -143,17 +144,20 @@ def test_a_token_is_cached_until_shortly_before_it_expires(monkeypatch):
     monkeypatch.setattr("agent.plugins.auth.time.monotonic", lambda: clock[0])
     cache, fetched = TokenCache(margin_s=60), []
 
-    def fetch():
+    async def fetch():
         fetched.append(1)
         return f"token-{len(fetched)}", 3600.0
 
-    assert cache.get("k", fetch) == "token-1"
+    def get():
+        return asyncio.run(cache.get("k", fetch))
+
+    assert get() == "token-1"
     clock[0] += 3600 - 61
-    assert cache.get("k", fetch) == "token-1"
+    assert get() == "token-1"
     clock[0] += 2
-    assert cache.get("k", fetch) == "token-2"
+    assert get() == "token-2"
     cache.forget("k")
-    assert cache.get("k", fetch) == "token-3"
+    assert get() == "token-3"
 
 
 def test_the_token_cache_key_holds_no_secret():
@@ -172,16 +176,18 @@ def test_the_token_cache_key_holds_no_secret():
 )
 def test_an_unusable_auth_configuration_is_a_config_error(auth_type, credentials, words):
     with pytest.raises(ProbeError, match=words) as raised:
-        authenticate(auth_type, {}, credentials, SecretResolver(None), pool=None)
+        asyncio.run(authenticate(auth_type, {}, credentials, SecretResolver(None), pool=None))
     assert raised.value.error_class is ErrorClass.CONFIG
 
 
 def test_api_keys_go_in_the_named_header_or_query_parameter(monkeypatch):
     monkeypatch.setenv("AGENT_SECRET_PLUGIN_KEY", "k-123")
     resolver, creds = SecretResolver(None), {"api_key": "env:AGENT_SECRET_PLUGIN_KEY"}
-    in_header = authenticate("api_key", {"header": "X-Key"}, creds, resolver, pool=None)
-    in_query = authenticate(
-        "api_key", {"location": "query", "param": "key"}, creds, resolver, pool=None
+    in_header = asyncio.run(
+        authenticate("api_key", {"header": "X-Key"}, creds, resolver, pool=None)
+    )
+    in_query = asyncio.run(
+        authenticate("api_key", {"location": "query", "param": "key"}, creds, resolver, pool=None)
     )
     assert in_header.headers == {"X-Key": "k-123"}
     assert in_query.params == {"key": "k-123"}

@@ -21,22 +21,23 @@ pooled client rather than pulling in an OAuth library with its own HTTP stack.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
-import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import httpx
+import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.credentials import PREFIXES, SecretResolver
 from agent.plugins.client import Pool
+from agent.probes.aiohttp_errors import translated
 from agent.probes.base import ErrorClass, ProbeError, parse_config
-from agent.probes.capped import read_capped
+from agent.probes.capped import too_large
 
 AUTH_TYPES = ("none", "api_key", "bearer", "oauth2")
 MAX_TOKEN_BYTES = 64 * 1024
@@ -76,7 +77,7 @@ class CachedToken:
 
 
 class TokenCache:
-    """OAuth2 access tokens by key; one fetch at a time per key, per process."""
+    """OAuth2 access tokens by key; one fetch at a time per key, per process (on its loop)."""
 
     def __init__(self, margin_s: float = 60.0) -> None:
         self.margin_s = margin_s
@@ -85,16 +86,16 @@ class TokenCache:
     def _reset(self) -> None:
         self._pid = os.getpid()
         self._tokens: dict[str, CachedToken] = {}
-        self._locks: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    def get(self, key: str, fetch: Callable[[], tuple[str, float]]) -> str:
-        """The cached token for `key`, or a fresh one from `fetch()` -> (token, expires_in_s)."""
-        with self._lock_for(key):
+    async def get(self, key: str, fetch: Callable[[], Awaitable[tuple[str, float]]]) -> str:
+        """The cached token for `key`, or a fresh one from `await fetch()` -> (token, expires)."""
+        async with self._lock_for(key):
             cached = self._tokens.get(key)
             if cached is not None and time.monotonic() < cached.use_until:
                 return cached.value
-            value, expires_in_s = fetch()
+            value, expires_in_s = await fetch()
             # Renew shortly before expiry: a tenth of the lifetime, at most the margin.
             early_s = min(self.margin_s, expires_in_s / 10)
             self._tokens[key] = CachedToken(value, time.monotonic() + expires_in_s - early_s)
@@ -107,17 +108,20 @@ class TokenCache:
     def __len__(self) -> int:
         return len(self._tokens)
 
-    def _lock_for(self, key: str) -> threading.Lock:
-        with self._guard:
-            if self._pid != os.getpid():
-                self._reset()
-            return self._locks.setdefault(key, threading.Lock())
+    def _lock_for(self, key: str) -> asyncio.Lock:
+        # All callers run on one loop, so no thread lock; a lock serves the loop it was made on.
+        loop = asyncio.get_running_loop()
+        if self._pid != os.getpid():
+            self._reset()
+        if self._loop is not loop:
+            self._locks, self._loop = {}, loop
+        return self._locks.setdefault(key, asyncio.Lock())
 
 
 shared_tokens = TokenCache()
 
 
-def authenticate(
+async def authenticate(
     auth_type: str | None,
     raw_config: Mapping[str, Any],
     credentials: Mapping[str, Any],
@@ -141,7 +145,7 @@ def authenticate(
     if kind == "bearer":
         token = secrets.secret("token")
         return Authenticated(headers={"Authorization": f"Bearer {token}"}, secrets=(token,))
-    return _oauth2(config, secrets, pool, tokens)
+    return await _oauth2(config, secrets, pool, tokens)
 
 
 class _Secrets:
@@ -166,13 +170,15 @@ class _Secrets:
         return self.secret(name)
 
 
-def _oauth2(config: AuthConfig, secrets: _Secrets, pool: Pool, tokens: TokenCache) -> Authenticated:
+async def _oauth2(
+    config: AuthConfig, secrets: _Secrets, pool: Pool, tokens: TokenCache
+) -> Authenticated:
     if not config.token_url:
         raise ProbeError(ErrorClass.CONFIG, "api_auth_config.token_url is missing for oauth2")
     client_id = secrets.plain_or_secret("client_id")
     client_secret = secrets.secret("client_secret")
     key = token_key(config, client_id, client_secret)
-    token = tokens.get(key, lambda: fetch_token(pool, config, client_id, client_secret))
+    token = await tokens.get(key, lambda: fetch_token(pool, config, client_id, client_secret))
     return Authenticated(
         headers={"Authorization": f"Bearer {token}"},
         secrets=(client_secret, token),
@@ -186,24 +192,34 @@ def token_key(config: AuthConfig, client_id: str, client_secret: str) -> str:
     return hashlib.sha256("\0".join(p or "" for p in parts).encode()).hexdigest()
 
 
-def fetch_token(
+async def fetch_token(
     pool: Pool, config: AuthConfig, client_id: str, client_secret: str
 ) -> tuple[str, float]:
     """A new access token by the client-credentials grant, and its lifetime in seconds."""
     assert config.token_url is not None
     form = {"grant_type": "client_credentials"}
     form.update({k: v for k, v in (("scope", config.scope), ("audience", config.audience)) if v})
-    auth: tuple[str, str] | None = (client_id, client_secret)
+    headers = {}
     if config.client_auth == "body":
         form.update(client_id=client_id, client_secret=client_secret)
-        auth = None
-    url = httpx.URL(config.token_url)
-    with (
-        pool.limiter.slot(url, pool.limits.timeout_s),
-        pool.client.stream("POST", url, data=form, auth=auth) as response,
-    ):
-        body = read_capped(response.iter_bytes(), MAX_TOKEN_BYTES)
-    return _token_from(response.status_code, body, config.default_expires_in_s)
+    else:
+        headers["Authorization"] = aiohttp.encode_basic_auth(client_id, client_secret)
+    with translated():
+        async with pool.session.post(
+            config.token_url, data=form, headers=headers, allow_redirects=False
+        ) as response:
+            body = await read_capped_async(response.content, MAX_TOKEN_BYTES)
+    return _token_from(response.status, body, config.default_expires_in_s)
+
+
+async def read_capped_async(content: aiohttp.StreamReader, cap_bytes: int) -> bytes:
+    """The whole body, read in pieces; a PROTOCOL error once past `cap_bytes`."""
+    body = await content.read(cap_bytes + 1)
+    while len(body) <= cap_bytes and not content.at_eof():
+        body += await content.read(cap_bytes + 1 - len(body))
+    if len(body) > cap_bytes:
+        raise too_large(cap_bytes)
+    return body
 
 
 def _token_from(status_code: int, content: bytes, default_expires_in_s: float) -> tuple[str, float]:

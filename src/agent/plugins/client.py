@@ -1,32 +1,31 @@
 """The worker process's one HTTP client for plugin checks: pooled, bounded, strict.
 
-Many installations share a few hosts, so connections are kept alive and reused; at most
-`connections_per_host` requests go to one host at once (httpx bounds only the total), and a
-check that cannot get a slot in time is a timeout. TLS is always verified against the
-system's CAs. Cookies are never kept: one installation's session must not ride along on
-another's request to the same host (they may belong to different spaces). Proxies from the
-environment are ignored, redirects are not followed, and only addresses the plugins' address
-policy permits are connected to (`agent.address_policy`). After a fork the child builds
-its own client. Every request ends by its check's deadline (`agent.probes.deadline`),
-however slowly the server answers: the policy's guard wraps the deadline's network backend.
+An `aiohttp` session on the process's event loop (`agent.probes.aio`), built once and shared
+by every installation check and token fetch of the process (see docs/decisions.md for why
+aiohttp). Many installations share a few hosts, so connections are kept alive and reused; at
+most `connections_per_host` requests go to one host at once, and a check still waiting for a
+connection at its deadline is a timeout. TLS is always verified against the system's CAs,
+with one TLS context built with the client. Cookies are never kept: one installation's
+session must not ride along on another's request to the same host (they may belong to
+different spaces). Proxies from the environment are ignored, redirects are not followed, and
+only addresses the plugins' address policy permits are connected to (`agent.guarded`). After
+a fork the child builds its own client on its own loop. Every request ends by its check's
+deadline: the check is cancelled when it passes (`agent.probes.aio.run_async`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import ssl
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 
-import httpx
+import aiohttp
 
 from agent.address_policy import Family, current
-from agent.guarded import guard_httpx
-from agent.probes.base import ErrorClass, ProbeError
-from agent.probes.deadline import bounded_transport
+from agent.guarded import GuardedConnector
+from agent.probes.aio import process_loop
 
 USER_AGENT = "infra-agent"
 
@@ -34,7 +33,7 @@ USER_AGENT = "infra-agent"
 # (`api_auth_config.location: query`); httpcore (and the httpx2 pair MCP uses) trace requests
 # and their errors at DEBUG, quoting what the server sent back, the request itself when a
 # hostile server echoes it. The worker's log must carry none of it, at any level.
-for _name in ("httpx", "httpcore", "httpx2", "httpcore2"):
+for _name in ("httpx", "httpcore", "httpx2", "httpcore2", "aiohttp"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 
@@ -48,61 +47,42 @@ class ClientLimits:
     keepalive_s: float = 60.0
 
 
-class HostLimiter:
-    """At most `per_host` requests at once to each (scheme, host, port)."""
-
-    def __init__(self, per_host: int) -> None:
-        self.per_host = per_host
-        self._slots: dict[tuple[str, str, int | None], threading.BoundedSemaphore] = {}
-        self._lock = threading.Lock()
-
-    @contextmanager
-    def slot(self, url: httpx.URL, wait_s: float) -> Iterator[None]:
-        """Hold one of the host's slots; a TIMEOUT ProbeError if none frees up in `wait_s`."""
-        semaphore = self._semaphore((url.scheme, url.host, url.port))
-        if not semaphore.acquire(timeout=wait_s):
-            raise ProbeError(ErrorClass.TIMEOUT, f"no free connection slot for {url.host}")
-        try:
-            yield
-        finally:
-            semaphore.release()
-
-    def _semaphore(self, key: tuple[str, str, int | None]) -> threading.BoundedSemaphore:
-        with self._lock:
-            if key not in self._slots:
-                self._slots[key] = threading.BoundedSemaphore(self.per_host)
-            return self._slots[key]
-
-
 @dataclass(frozen=True)
 class Pool:
-    """The client and its per-host limiter, built together."""
+    """The session, built on the process's loop, and the limits it was built with."""
 
-    client: httpx.Client
-    limiter: HostLimiter
+    session: aiohttp.ClientSession
     limits: ClientLimits
+
+    def close(self) -> None:
+        """Close the session and its connections (from any thread but the loop's)."""
+        if not self.session.closed:
+            process_loop().run(self.session.close())
 
 
 def build_pool(limits: ClientLimits) -> Pool:
     """A new client with these limits (the process normally shares one, see `shared_pool`)."""
-    transport = bounded_transport(
-        verify=True,
-        limits=httpx.Limits(
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_connections,
-            keepalive_expiry=limits.keepalive_s,
-        ),
+    loop = process_loop()
+    session = loop.run(_new_session(limits))
+    loop.on_close(session.close)
+    return Pool(session, limits)
+
+
+async def _new_session(limits: ClientLimits) -> aiohttp.ClientSession:
+    connector = GuardedConnector(
+        lambda: current(Family.PLUGINS),
+        ssl=ssl.create_default_context(),
+        limit=limits.max_connections,
+        limit_per_host=limits.connections_per_host,
+        keepalive_timeout=limits.keepalive_s,
     )
-    client = httpx.Client(
-        transport=transport,
-        timeout=httpx.Timeout(limits.timeout_s),
-        trust_env=False,
-        follow_redirects=False,
-        cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=limits.timeout_s),
+        cookie_jar=aiohttp.DummyCookieJar(),
         headers={"User-Agent": USER_AGENT},
+        trust_env=False,
     )
-    guard_httpx(client, lambda: current(Family.PLUGINS))
-    return Pool(client, HostLimiter(limits.connections_per_host), limits)
 
 
 _pool: Pool | None = None
@@ -115,11 +95,10 @@ def shared_pool(limits: ClientLimits) -> Pool:
     global _pool, _pool_pid
     with _pool_lock:
         stale = _pool is None or _pool_pid != os.getpid() or _pool.limits != limits
-        if stale:
+        if stale or _pool is None or _pool.session.closed:
             if _pool is not None and _pool_pid == os.getpid():
-                _pool.client.close()
+                _pool.close()
             _pool, _pool_pid = build_pool(limits), os.getpid()
-        assert _pool is not None
         return _pool
 
 
@@ -128,5 +107,5 @@ def close_shared_pool() -> None:
     global _pool, _pool_pid
     with _pool_lock:
         if _pool is not None and _pool_pid == os.getpid():
-            _pool.client.close()
+            _pool.close()
         _pool, _pool_pid = None, None

@@ -15,16 +15,18 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
 
 from agent.clock import Clock
-from agent.concurrency import each
 from agent.credentials import SecretResolver
 from agent.damping import Policy
 from agent.plugins.auth import Authenticated, TokenCache, authenticate, shared_tokens
 from agent.plugins.client import Pool
 from agent.plugins.outcome import PluginChecked, Prior, conclude
+from agent.probes.aio import each_async, run_on_loop, run_probe
+from agent.probes.aiohttp_errors import AiohttpErrors, translated
 from agent.probes.base import ErrorClass, Observation, ProbeError, ProbeResult, Status, late_result
 from agent.probes.http import HttpProbe
 
@@ -63,12 +65,12 @@ class InstallationSpec:
             return f"service is {self.registry_status or 'not approved'} in the registry"
         return None
 
-    def url(self) -> httpx.URL:
-        """The health endpoint."""
+    def url(self) -> str:
+        """The health endpoint (parsed by the client: an invalid one is a CONFIG error then)."""
         if not self.api_base_url:
             raise ProbeError(ErrorClass.CONFIG, "the service has no api_base_url")
         base = self.api_base_url.rstrip("/")
-        return httpx.URL(f"{base}/{self.health_path.lstrip('/')}")
+        return f"{base}/{self.health_path.lstrip('/')}"
 
 
 def health_path_of(capabilities: Mapping[str, Any] | None) -> str:
@@ -77,8 +79,12 @@ def health_path_of(capabilities: Mapping[str, Any] | None) -> str:
     return path if isinstance(path, str) and path.strip() else DEFAULT_HEALTH_PATH
 
 
-class InstallationProbe(HttpProbe):
-    """GETs one installation's health endpoint on the shared pool; judges status and body."""
+class InstallationProbe(AiohttpErrors, HttpProbe):
+    """GETs one installation's health endpoint on the shared pool; judges status and body.
+
+    Its check is a coroutine on the process's loop (`acheck`); `run()` from a thread hands
+    it to the loop and waits.
+    """
 
     kind = "plugin.http"
 
@@ -93,10 +99,18 @@ class InstallationProbe(HttpProbe):
         self.spec, self.pool, self.tokens = spec, pool, tokens
         self._auth = Authenticated()
 
+    def run(self) -> ProbeResult:
+        """The check's result, from any thread but the loop's (which awaits `run_probe`)."""
+        return run_on_loop(run_probe(self))
+
     def check(self) -> Observation:
+        """Never called: `run()` goes through `acheck()`."""
+        raise NotImplementedError("an installation check is a coroutine: acheck()")
+
+    async def acheck(self) -> Observation:
         """Authenticate, send the request, read at most the first 64 KiB of the body."""
         url = self.spec.url()
-        self._auth = authenticate(
+        self._auth = await authenticate(
             self.spec.auth_type,
             self.spec.auth_config,
             self.spec.credentials,
@@ -104,14 +118,15 @@ class InstallationProbe(HttpProbe):
             self.pool,
             self.tokens,
         )
-        with (
-            self.pool.limiter.slot(url, self.timeout_s),
-            self.pool.client.stream(
-                "GET", url, headers=dict(self._auth.headers), params=dict(self._auth.params)
-            ) as response,
-        ):
-            body = _read_capped(response)
-        return self._judge(response.status_code, body)
+        with translated():
+            async with self.pool.session.get(
+                url,
+                headers=dict(self._auth.headers),
+                params=dict(self._auth.params) or None,
+                allow_redirects=False,
+            ) as response:
+                body = await read_upto(response.content, MAX_BODY_BYTES)
+        return self._judge(response.status, body)
 
     def secrets(self) -> list[str]:
         """The resolved credentials and token of this check."""
@@ -160,24 +175,25 @@ def _reported_status(body: bytes) -> str | None:
     return word.strip().lower()[:30] if isinstance(word, str) else None
 
 
-def _read_capped(response: httpx.Response) -> bytes:
-    chunks, size = [], 0
-    for chunk in response.iter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= MAX_BODY_BYTES:
+async def read_upto(content: aiohttp.StreamReader, cap_bytes: int) -> bytes:
+    """The body up to its end or its first `cap_bytes`, whichever comes first."""
+    body = b""
+    while len(body) < cap_bytes:
+        chunk = await content.read(cap_bytes - len(body))
+        if not chunk:
             break
-    return b"".join(chunks)[:MAX_BODY_BYTES]
+        body += chunk
+    return body
 
 
-def check_installation(
+async def check_installation(
     spec: InstallationSpec,
     make_probe: Callable[[InstallationSpec], InstallationProbe],
     clock: Clock,
 ) -> PluginChecked:
     """Check one installation and damp the result; the check is dated when it starts."""
     started = clock.now()
-    return concluded(spec, make_probe(spec).run(), started)
+    return concluded(spec, await run_probe(make_probe(spec)), started)
 
 
 def concluded(spec: InstallationSpec, result: ProbeResult, started: dt.datetime) -> PluginChecked:
@@ -197,10 +213,11 @@ def check_installations(
 ) -> list[PluginChecked]:
     """Check every installation, at most `concurrency` at once, hosts taken in turn.
 
-    A check still running `deadline_s` from now is concluded as a TIMEOUT; every check, late
-    or not, is dated by `clock` (the tasks pass the database's).
+    The checks are coroutines on the process's loop. A check still running `deadline_s` from
+    now is cancelled and concluded as a TIMEOUT; every check, late or not, is dated by `clock`
+    (the tasks pass the database's).
     """
-    return each(
+    return each_async(
         lambda spec: check_installation(spec, make_probe, clock),
         by_host_in_turn(specs),
         concurrency,
@@ -232,6 +249,6 @@ def by_host_in_turn(specs: Sequence[InstallationSpec]) -> list[InstallationSpec]
 
 def _host_of(spec: InstallationSpec) -> str:
     try:
-        return str(spec.url().netloc)
-    except (ProbeError, httpx.InvalidURL):
+        return urlsplit(spec.url()).netloc
+    except (ProbeError, ValueError):
         return ""

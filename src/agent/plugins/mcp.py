@@ -4,7 +4,9 @@
 check runs the protocol's `initialize` handshake, a `ping`, and `tools/list` (every page),
 each timed; the whole exchange ends by the check's deadline (its timeout), and every
 response body is capped at `MAX_RESPONSE_BYTES` (past it the check fails as PROTOCOL).
-`stdio` servers are subprocesses of their client, so no worker can reach them; the SDK has
+Checks are coroutines on the process's event loop (`agent.probes.aio`): the SDK is async
+and httpx2-based, so it runs there as it is (see docs/decisions.md). `stdio` servers are
+subprocesses of their client, so no worker can reach them; the SDK has
 no WebSocket client; both are recorded as not checkable (health `unknown`), their status left alone.
 
 Only addresses the plugins' address policy permits are connected to, and redirects are not
@@ -37,11 +39,11 @@ from pydantic import ValidationError
 
 from agent.address_policy import Family, current
 from agent.clock import Clock
-from agent.concurrency import each
 from agent.credentials import SecretResolver
 from agent.damping import Policy
 from agent.guarded import guard_httpx
 from agent.plugins.outcome import PluginChecked, Prior, conclude
+from agent.probes.aio import each_async, run_on_loop, run_probe
 from agent.probes.base import ErrorClass, Observation, ProbeError, ProbeResult, Status, late_result
 from agent.probes.capped import CappedAsyncTransport
 from agent.probes.deadline import remaining_s
@@ -126,15 +128,23 @@ class McpProbe(HttpProbe):
         self.spec = spec
         self.tools: tuple[ToolInfo, ...] | None = None
 
+    def run(self) -> ProbeResult:
+        """The check's result, from any thread but the loop's (which awaits `run_probe`)."""
+        return run_on_loop(run_probe(self))
+
     def check(self) -> Observation:
-        """Run the exchange in a private event loop (the caller is a worker thread)."""
+        """Never called: `run()` goes through `acheck()`."""
+        raise NotImplementedError("an MCP check is a coroutine: acheck()")
+
+    async def acheck(self) -> Observation:
+        """Run the exchange on the process's loop, as one coroutine among the batch's."""
         reason = NOT_CHECKABLE.get(self.spec.transport_type)
         if reason is not None:
             raise ProbeError(ErrorClass.UNSUPPORTED, reason)
         if self.spec.transport_type not in ("http", "sse"):
             raise ProbeError(ErrorClass.CONFIG, f"unknown transport {self.spec.transport_type!r}")
         try:
-            return anyio.run(self._exchange)
+            return await self._exchange()
         except BaseExceptionGroup as group:
             raise first_leaf(group)  # noqa: B904  (keeps the leaf's own cause chain)
         except TimeoutError:
@@ -261,12 +271,13 @@ def _ms(start: float, end: float) -> float:
     return round((end - start) * 1000.0, 3)
 
 
-def check_mcp_server(
+async def check_mcp_server(
     spec: McpSpec, make_probe: Callable[[McpSpec], McpProbe], clock: Clock
 ) -> PluginChecked:
     """Check one MCP server and damp the result; its tools ride along in `details`."""
     probe, started = make_probe(spec), clock.now()
-    return concluded(spec, probe.run(), started, probe.tools)
+    result = await run_probe(probe)
+    return concluded(spec, result, started, getattr(probe, "tools", None))
 
 
 def concluded(
@@ -290,12 +301,12 @@ def check_mcp_servers(
     clock: Clock,
     deadline_s: float | None = None,
 ) -> list[PluginChecked]:
-    """Check every server, at most `concurrency` at once (each in its own event loop).
+    """Check every server, at most `concurrency` at once, as coroutines on the process's loop.
 
-    A check still running `deadline_s` from now is concluded as a TIMEOUT; every check, late
-    or not, is dated by `clock` (the tasks pass the database's).
+    A check still running `deadline_s` from now is cancelled and concluded as a TIMEOUT; every
+    check, late or not, is dated by `clock` (the tasks pass the database's).
     """
-    return each(
+    return each_async(
         lambda spec: check_mcp_server(spec, make_probe, clock),
         specs,
         concurrency,

@@ -196,6 +196,9 @@ class Probe(ABC):
                 seen = self.check()
         except Exception as exc:  # a probe's failure is a result, never an exception
             return self._failure(exc, started)
+        return self._success(seen, started)
+
+    def _success(self, seen: Observation, started: float) -> ProbeResult:
         return ProbeResult(
             kind=self.kind,
             status=seen.status,
