@@ -100,7 +100,7 @@ def seed(ports: list[int]) -> list[uuid.UUID]:
 
 def refresh_once(ids: list[uuid.UUID]) -> tuple[float, float]:
     """Seconds for a whole batch (read, check, write) and for its check phase alone."""
-    from agent.settings import get_settings
+    from agent.core.settings import get_settings
     from models.session import session_scope
     from tasks import plugins
 
@@ -120,7 +120,7 @@ def refresh_once(ids: list[uuid.UUID]) -> tuple[float, float]:
 
 def baseline_once(ports: list[int], concurrency: int, timeout_s: float) -> float:
     """Seconds per check with a new HTTP client per check (the instance probe), over a sample."""
-    from agent.credentials import SecretResolver
+    from agent.core.credentials import SecretResolver
     from agent.probes.http import HttpProbe
 
     per_port = BASELINE_SAMPLE // len(ports)
@@ -161,8 +161,8 @@ def run(url: str, ports: list[int], repeat: int) -> None:
     os.environ["AGENT_DATABASE_URL"] = url
     # The fleet listens on loopback, which the default address policy closes to plugin checks.
     os.environ["AGENT_PLUGINS_ALLOW_CIDRS"] = '["0.0.0.0/0", "::/0", "127.0.0.0/8"]'
-    from agent import migrate
-    from agent.settings import get_settings
+    from agent.cli import migrate
+    from agent.core.settings import get_settings
     from models.session import dispose_engine
 
     get_settings.cache_clear()

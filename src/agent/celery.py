@@ -13,9 +13,8 @@ from celery import Celery
 from celery.signals import beat_init, worker_init, worker_process_init, worker_shutdown
 from kombu import Exchange, Queue
 
-from agent import flower, key_check, observability
-from agent.probes import sshpool
-from agent.settings import (
+from agent.connections import sshpool
+from agent.core.settings import (
     DEFAULT_QUEUE,
     JOB_QUEUES,
     QUEUES,
@@ -24,6 +23,7 @@ from agent.settings import (
     check_time_limits,
     get_settings,
 )
+from agent.runtime import flower, key_check, observability
 
 TASK_MODULES = [
     "tasks.system",
@@ -123,7 +123,7 @@ def celery_config(settings: Settings) -> dict[str, object]:
         "enable_utc": True,
         "beat_schedule": beat_entries(settings),
         # Any number of beats may run; only the holder of the leader lease dispatches.
-        "beat_scheduler": "agent.beat:LeaderScheduler",
+        "beat_scheduler": "agent.runtime.beat:LeaderScheduler",
     }
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from agent import contract
+from agent.api import contract
 from agent.benchmarks import content_sha256, run_id_for
 from agent.benchmarks.batches import Tally, batches, prefetch
 from agent.benchmarks.formats import FORMATS, FormatError, read
@@ -27,7 +27,7 @@ from agent.benchmarks.regression import Threshold, Verdict, judge
 from agent.benchmarks.units import converter, direction_of
 from agent.benchmarks.validation import MAX_LENGTH, Validator, storable
 from agent.celery import app
-from agent.settings import Settings, get_settings
+from agent.core.settings import Settings, get_settings
 from models import queries
 from models.benchmarks import BenchmarkAlert
 from models.session import session_scope

@@ -17,16 +17,16 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from agent import contract
+from agent.api import contract
 from agent.celery import app
-from agent.concurrency import each
-from agent.damping import Policy
+from agent.connections.known_hosts import MemoryKnownHosts
+from agent.core.concurrency import each
+from agent.core.damping import Policy
+from agent.core.settings import Settings, get_settings
 from agent.discovery import MODULES, Discoverer, Discovery, discoverer_for
+from agent.discovery.matching import PluginRule, plugin_for, rules_from
 from agent.health import InstanceSpec, instance_fields, zone_of
-from agent.known_hosts import MemoryKnownHosts
-from agent.plugins_match import PluginRule, plugin_for, rules_from
 from agent.probes.base import ErrorClass
-from agent.settings import Settings, get_settings
 from models import queries, store
 from models.session import session_scope
 from models.store import discovery as discovery_store

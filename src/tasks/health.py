@@ -13,17 +13,17 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from agent import contract
+from agent.api import contract
 from agent.celery import app
-from agent.clock import Clock
-from agent.credentials import SecretResolver
-from agent.damping import Policy
+from agent.connections.known_hosts import MemoryKnownHosts, host_entry
+from agent.core.clock import Clock
+from agent.core.credentials import SecretResolver
+from agent.core.damping import Policy
+from agent.core.secret_scope import SecretScope
+from agent.core.settings import Settings, get_settings
 from agent.health import Checked, InstanceSpec, check_all, policy_for, queue_for, state_from
-from agent.known_hosts import MemoryKnownHosts, host_entry
 from agent.probes import probe_for
 from agent.probes.base import ProbeResult
-from agent.secret_scope import SecretScope
-from agent.settings import Settings, get_settings
 from models import queries, store
 from models.agent import instance_lease
 from models.infrastructure import InfrastructureInstance

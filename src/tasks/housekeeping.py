@@ -20,6 +20,7 @@ from psycopg.errors import LockNotAvailable
 from sqlalchemy.exc import OperationalError
 
 from agent.celery import app
+from agent.core.settings import Settings, get_settings
 from agent.housekeeping import (
     BatchSizer,
     PruneTarget,
@@ -30,7 +31,6 @@ from agent.housekeeping import (
     prune_audit,
 )
 from agent.housekeeping import prune_targets as session_targets
-from agent.settings import Settings, get_settings
 from models.session import get_engine, session_scope
 from models.store import housekeeping as store
 from models.timeseries import SERIES, drop_older_than, ensure_partitions_ahead

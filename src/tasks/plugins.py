@@ -16,10 +16,11 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any, Literal
 
-from agent import contract
+from agent.api import contract
 from agent.celery import app
-from agent.clock import Clock
-from agent.damping import Policy
+from agent.core.clock import Clock
+from agent.core.damping import Policy
+from agent.core.settings import Settings, get_settings
 from agent.plugins.client import ClientLimits, shared_pool
 from agent.plugins.installation import (
     InstallationProbe,
@@ -29,7 +30,6 @@ from agent.plugins.installation import (
 )
 from agent.plugins.mcp import McpProbe, McpSpec, check_mcp_servers
 from agent.plugins.outcome import PluginChecked, Prior
-from agent.settings import Settings, get_settings
 from models import queries, store
 from models.mcp import McpServer
 from models.plugins import INSTALLATION, MCP_SERVER, AgentInstallationHealth, plugin_lease

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from agent.credentials import SecretResolver, generate_key
+from agent.core.credentials import SecretResolver, generate_key
 from agent.discovery import discoverer_for
 from agent.probes import kubernetes
 from agent.probes.base import ErrorClass

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.credentials import SecretResolver
+from agent.core.credentials import SecretResolver
 from agent.plugins.client import ClientLimits, build_pool
 from agent.plugins.installation import InstallationProbe, InstallationSpec
 from agent.probes import probe_for

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.credentials import SecretResolver
+from agent.core.credentials import SecretResolver
+from agent.core.secret_scope import SecretScope
 from agent.probes import docker as docker_probe
 from agent.probes.base import ErrorClass, Status
-from agent.secret_scope import SecretScope
 from tests.support import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

@@ -2,7 +2,7 @@ import time
 
 import pytest
 
-from agent.credentials import SecretResolver
+from agent.core.credentials import SecretResolver
 from agent.probes import tcp
 from agent.probes.base import ErrorClass, Status
 

@@ -2,7 +2,7 @@ import pytest
 
 import beat_schedule
 from agent.celery import beat_entries, celery_config, check_task_limits, create_app
-from agent.settings import JOB_QUEUES, ConfigError, Settings
+from agent.core.settings import JOB_QUEUES, ConfigError, Settings
 
 
 @pytest.fixture

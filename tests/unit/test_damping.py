@@ -1,6 +1,6 @@
 import pytest
 
-from agent.damping import HealthState, InstanceStatus, Policy, next_state
+from agent.core.damping import HealthState, InstanceStatus, Policy, next_state
 from agent.probes.base import ErrorClass, ProbeResult, Status
 
 POLICY = Policy(failures_before_offline=3, successes_before_online=2)

@@ -7,7 +7,7 @@ from docker.errors import APIError, DockerException
 from pydantic import ValidationError
 from urllib3.exceptions import ProtocolError
 
-from agent.credentials import SecretResolver
+from agent.core.credentials import SecretResolver
 from agent.probes.base import ErrorClass, Status
 from agent.probes.docker import (
     DEFAULT_DOCKER_HOST,

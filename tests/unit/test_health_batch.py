@@ -8,7 +8,7 @@ import time
 import pytest
 
 from agent import health
-from agent.clock import Clock
+from agent.core.clock import Clock
 from agent.health import InstanceSpec, check_all
 from agent.probes.base import ErrorClass, Observation, Probe
 

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
+from agent.connections.kubeapi import Deadline, Page
 from agent.probes.base import ErrorClass, ProbeError
-from agent.probes.kubeapi import Deadline, Page
 
 pytestmark = pytest.mark.timeout(10)
 

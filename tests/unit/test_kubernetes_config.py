@@ -7,7 +7,7 @@ import base64
 import pytest
 import yaml
 
-from agent.credentials import SecretResolver
+from agent.core.credentials import SecretResolver
 from agent.probes import kubernetes
 from agent.probes.base import ErrorClass, ProbeError, Status
 from tests.fixtures.kube_apiserver import generate_ca_pem, kubeconfig

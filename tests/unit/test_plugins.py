@@ -3,10 +3,10 @@ import threading
 
 import pytest
 
-from agent.clock import Clock
-from agent.credentials import SecretResolver
-from agent.damping import Policy
-from agent.plugins import report
+from agent.cli.reports import plugins as report
+from agent.core.clock import Clock
+from agent.core.credentials import SecretResolver
+from agent.core.damping import Policy
 from agent.plugins.auth import AuthConfig, TokenCache, authenticate, token_key
 from agent.plugins.installation import (
     InstallationSpec,

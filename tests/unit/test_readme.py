@@ -1,7 +1,7 @@
 import re
 from pathlib import Path
 
-from agent.settings import Settings
+from agent.core.settings import Settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -30,7 +30,7 @@ import paramiko
 import requests
 from docker.errors import DockerException
 
-from agent.credentials import SecretResolver
+from agent.core.credentials import SecretResolver
 from agent.discovery.base import (
     ANY_ADDRESS,
     ERROR,

@@ -19,7 +19,7 @@ Service) is not reported.
 Each namespace (or kind, cluster-wide) is listed on its own: a List the credentials may not
 read (403) is named in the outcome's message and its services are `unread`, so
 reconciliation never marks them missing; only when every List is forbidden does discovery
-fail (`auth`). Lists are bounded like the probe's (`agent.probes.kubeapi`).
+fail (`auth`). Lists are bounded like the probe's (`agent.connections.kubeapi`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agent.credentials import SecretResolver
+from agent.core.credentials import SecretResolver
 from agent.discovery.base import (
     DEGRADED,
     ERROR,

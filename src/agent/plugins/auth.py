@@ -33,10 +33,10 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.credentials import PREFIXES, SecretResolver
+from agent.connections.capped import read_capped
+from agent.core.credentials import PREFIXES, SecretResolver
 from agent.plugins.client import Pool
 from agent.probes.base import ErrorClass, ProbeError, parse_config
-from agent.probes.capped import read_capped
 
 AUTH_TYPES = ("none", "api_key", "bearer", "oauth2")
 MAX_TOKEN_BYTES = 64 * 1024

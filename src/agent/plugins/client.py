@@ -6,8 +6,8 @@ check that cannot get a slot in time is a timeout. TLS is always verified agains
 system's CAs. Cookies are never kept: one installation's session must not ride along on
 another's request to the same host (they may belong to different spaces). Proxies from the
 environment are ignored, redirects are not followed, and only addresses the plugins' address
-policy permits are connected to (`agent.address_policy`). After a fork the child builds
-its own client. Every request ends by its check's deadline (`agent.probes.deadline`),
+policy permits are connected to (`agent.connections.address_policy`). After a fork the child builds
+its own client. Every request ends by its check's deadline (`agent.connections.deadline`),
 however slowly the server answers: the policy's guard wraps the deadline's network backend.
 """
 
@@ -23,10 +23,10 @@ from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import httpx
 
-from agent.address_policy import Family, current
-from agent.guarded import guard_httpx
+from agent.connections.address_policy import Family, current
+from agent.connections.deadline import bounded_transport
+from agent.connections.guarded import guard_httpx
 from agent.probes.base import ErrorClass, ProbeError
-from agent.probes.deadline import bounded_transport
 
 USER_AGENT = "infra-agent"
 

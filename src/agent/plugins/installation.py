@@ -18,10 +18,10 @@ from typing import Any
 
 import httpx
 
-from agent.clock import Clock
-from agent.concurrency import each
-from agent.credentials import SecretResolver
-from agent.damping import Policy
+from agent.core.clock import Clock
+from agent.core.concurrency import each
+from agent.core.credentials import SecretResolver
+from agent.core.damping import Policy
 from agent.plugins.auth import Authenticated, TokenCache, authenticate, shared_tokens
 from agent.plugins.client import Pool
 from agent.plugins.outcome import PluginChecked, Prior, conclude

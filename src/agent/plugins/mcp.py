@@ -35,16 +35,16 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import Implementation
 from pydantic import ValidationError
 
-from agent.address_policy import Family, current
-from agent.clock import Clock
-from agent.concurrency import each
-from agent.credentials import SecretResolver
-from agent.damping import Policy
-from agent.guarded import guard_httpx
+from agent.connections.address_policy import Family, current
+from agent.connections.capped import CappedAsyncTransport
+from agent.connections.deadline import remaining_s
+from agent.connections.guarded import guard_httpx
+from agent.core.clock import Clock
+from agent.core.concurrency import each
+from agent.core.credentials import SecretResolver
+from agent.core.damping import Policy
 from agent.plugins.outcome import PluginChecked, Prior, conclude
 from agent.probes.base import ErrorClass, Observation, ProbeError, ProbeResult, Status, late_result
-from agent.probes.capped import CappedAsyncTransport
-from agent.probes.deadline import remaining_s
 from agent.probes.http import HttpProbe
 
 PLUGIN_TYPE = "mcp_server"

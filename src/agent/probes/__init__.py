@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from importlib import import_module
 from typing import Any
 
-from agent.credentials import SecretResolver
-from agent.known_hosts import KnownHosts
+from agent.connections.known_hosts import KnownHosts
+from agent.core.credentials import SecretResolver
 from agent.probes.base import ErrorClass, Observation, Probe, ProbeError
 
 MODULES = {

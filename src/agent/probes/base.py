@@ -19,10 +19,10 @@ from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from agent.credentials import CredentialError, UndecryptableSecret
-from agent.probes.deadline import deadline_scope
-from agent.scrubbing import MAX_MESSAGE_CHARS, SCRUBBED, scrub_message
-from agent.validation import problems
+from agent.connections.deadline import deadline_scope
+from agent.core.credentials import CredentialError, UndecryptableSecret
+from agent.core.scrubbing import MAX_MESSAGE_CHARS, SCRUBBED, scrub_message
+from agent.core.validation import problems
 
 __all__ = ["MAX_MESSAGE_CHARS", "SCRUBBED"]
 

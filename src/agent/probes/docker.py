@@ -19,8 +19,8 @@
 - `client_key`: a secret reference only; with `client_cert`, or neither.
 
 The engine's address must be permitted by the instances' address policy
-(`agent.address_policy`, judged when each connection opens); a redirect is never followed
-(POLICY error).
+(`agent.connections.address_policy`, judged when each connection opens); a redirect is never
+followed (POLICY error).
 
 TLS material is written to a private directory (0700, files 0600) only while the client
 lives, because `requests` loads it from paths on every new connection; the directory is
@@ -73,11 +73,11 @@ from docker.errors import APIError, DockerException, TLSParameterError
 from docker.tls import TLSConfig
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from agent.address_policy import Family, current, first_permitted
-from agent.credentials import PREFIXES, CredentialError, SecretResolver
-from agent.guarded import guard_adapter
+from agent.connections.address_policy import Family, current, first_permitted
+from agent.connections.dockerwire import DockerAdapter
+from agent.connections.guarded import guard_adapter
+from agent.core.credentials import PREFIXES, CredentialError, SecretResolver
 from agent.probes.base import ErrorClass, Observation, Probe, ProbeError, Status, parse_config
-from agent.probes.dockerwire import DockerAdapter
 
 DEFAULT_DOCKER_HOST = "unix:///run/podman/podman.sock"
 SCHEMES = ("unix", "tcp", "ssh")

@@ -13,7 +13,7 @@ TLS is always verified unless `insecure_skip_tls_verify: true` is given explicit
 result then says so at WARNING level. `api_client_for()` is the one place that builds a
 client, so discovery lists workloads with the same connection rules.
 
-Every read is bounded by the check's deadline and a size cap (`agent.probes.kubeapi`).
+Every read is bounded by the check's deadline and a size cap (`agent.connections.kubeapi`).
 Credentials that may not list nodes or pods (403) still get readiness and version: the
 result is a WARNING naming the forbidden Lists, and keeps the facts it could read.
 """
@@ -38,13 +38,9 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.utils import parse_quantity
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from agent.address_policy import Family, current
-from agent.credentials import PREFIXES, CredentialError, SecretResolver
-from agent.guarded import guard_pool_manager
-from agent.probes.base import ErrorClass, Observation, Probe, ProbeError, Status
-from agent.probes.base import classify as classify_standard
-from agent.probes.base import parse_config as base_parse_config
-from agent.probes.kubeapi import (
+from agent.connections.address_policy import Family, current
+from agent.connections.guarded import guard_pool_manager
+from agent.connections.kubeapi import (
     SMALL_BODY_BYTES,
     Deadline,
     Forbidden,
@@ -58,6 +54,10 @@ from agent.probes.kubeapi import (
     status_message,
     watch_sockets,
 )
+from agent.core.credentials import PREFIXES, CredentialError, SecretResolver
+from agent.probes.base import ErrorClass, Observation, Probe, ProbeError, Status
+from agent.probes.base import classify as classify_standard
+from agent.probes.base import parse_config as base_parse_config
 
 KIND = "kubernetes"
 DEFAULT_PORT = 6443

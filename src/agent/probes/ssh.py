@@ -35,10 +35,16 @@ from typing import Any, TypeVar
 import paramiko
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from agent.credentials import SecretResolver
-from agent.known_hosts import KnownHosts, MemoryKnownHosts, host_entry, keyline_of, parse_keyline
+from agent.connections.known_hosts import (
+    KnownHosts,
+    MemoryKnownHosts,
+    host_entry,
+    keyline_of,
+    parse_keyline,
+)
+from agent.connections.sshpool import TransportPool, default_pool
+from agent.core.credentials import SecretResolver
 from agent.probes.base import ErrorClass, Observation, Probe, ProbeError, Status, parse_config
-from agent.probes.sshpool import TransportPool, default_pool
 from agent.probes.tcp import open_socket
 
 MAX_OUTPUT_BYTES = 256 * 1024

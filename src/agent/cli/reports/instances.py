@@ -12,8 +12,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from agent.credentials import PREFIXES
-from agent.plugins.report import age
+from agent.cli.reports.plugins import age
+from agent.core.credentials import PREFIXES
 from agent.probes import secret_fields
 
 COLUMNS = ("id", "name", "type", "target", "status", "checked", "error", "latency", "up 24h")

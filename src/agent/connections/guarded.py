@@ -1,6 +1,6 @@
 """The address policy fitted into the HTTP clients the checks use, at the moment they connect.
 
-Each client resolves a name once, here, keeps only the addresses `agent.address_policy`
+Each client resolves a name once, here, keeps only the addresses `agent.connections.address_policy`
 permits, and connects to one of those by its address (TLS still verifies the name). So the
 policy judges the address actually connected, with no second lookup in between.
 
@@ -21,7 +21,7 @@ import requests.adapters
 import urllib3
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from agent.address_policy import AddressPolicy, first_permitted, judge
+from agent.connections.address_policy import AddressPolicy, first_permitted, judge
 
 PolicyOf = Callable[[], AddressPolicy]
 
@@ -30,7 +30,7 @@ class GuardedBackend(httpcore.NetworkBackend):
     """A network backend (httpcore's socket one by default) that connects only where permitted.
 
     It wraps the backend the pool already had, so the deadline's backend
-    (`agent.probes.deadline`) still bounds every connect and read of a guarded client.
+    (`agent.connections.deadline`) still bounds every connect and read of a guarded client.
     """
 
     def __init__(self, policy_of: PolicyOf, inner: httpcore.NetworkBackend | None = None) -> None:

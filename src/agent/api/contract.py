@@ -1,7 +1,7 @@
 """The tasks other apps call: stable names, queues, and the types of arguments and results.
 
-This is the one place the task interface is written down. `agent.client` sends with it,
-`agent.schemas` turns it into the JSON Schemas in docs/schemas/, and the tasks declare their
+This is the one place the task interface is written down. `agent.api.client` sends with it,
+`agent.api.schemas` turns it into the JSON Schemas in docs/schemas/, and the tasks declare their
 results with it. It imports nothing but `typing` (and `typing_extensions`), so an app can
 use it without the worker's dependencies. Arguments travel as keyword arguments; every value
 is plain JSON.
@@ -12,7 +12,7 @@ from typing import Any, Literal, NotRequired
 
 from typing_extensions import TypedDict  # pydantic reads this one's fields on Python < 3.12
 
-# Queues of the job families; every other task goes to DEFAULT_QUEUE (as agent.settings).
+# Queues of the job families; every other task goes to DEFAULT_QUEUE (as agent.core.settings).
 JOB_FAMILIES = ("health", "discovery", "plugins", "benchmarks", "housekeeping")
 DEFAULT_QUEUE = "agent"
 FORMATS = ("pytest-benchmark", "google-benchmark", "json", "csv")

@@ -26,7 +26,7 @@ from celery.beat import ScheduleEntry, Scheduler
 from celery.utils.log import get_logger
 from sqlalchemy.exc import SQLAlchemyError
 
-from agent.settings import get_settings
+from agent.core.settings import get_settings
 from models import queries, store
 from models.session import session_scope
 

@@ -1,6 +1,6 @@
-"""JSON Schemas of every task's arguments, result and progress, generated from `agent.contract`.
+"""JSON Schemas of every task's arguments, result and progress, generated from `agent.api.contract`.
 
-`python -m agent.schemas DIR` (or `infra-agent schemas DIR`) writes one file per task, named
+`python -m agent.api.schemas DIR` (or `infra-agent schemas DIR`) writes one file per task, named
 by its task name; a test regenerates them and fails when the checked-in files differ.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from agent.contract import TASKS, Progress, TaskContract
+from agent.api.contract import TASKS, Progress, TaskContract
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 PARTS = ("arguments", "result", "progress")

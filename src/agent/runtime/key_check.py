@@ -15,8 +15,8 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from agent.credentials import CredentialError, SecretResolver
-from agent.settings import ConfigError, Settings
+from agent.core.credentials import CredentialError, SecretResolver
+from agent.core.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 

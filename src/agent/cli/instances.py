@@ -18,11 +18,11 @@ from typing import Any
 
 import paramiko
 
-from agent.credentials import PREFIXES, SecretResolver
-from agent.known_hosts import host_entry, keyline_of, parse_keyline
+from agent.connections.known_hosts import host_entry, keyline_of, parse_keyline
+from agent.core.credentials import PREFIXES, SecretResolver
+from agent.core.settings import ConfigError, Settings
 from agent.probes import MODULES, secret_fields, validate
 from agent.probes.base import ProbeError
-from agent.settings import ConfigError, Settings
 
 CONNECTION_TYPES = tuple(MODULES)
 # `infrastructure_instances.type` (seed 002) when the operator names none.

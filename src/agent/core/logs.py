@@ -2,7 +2,7 @@
 
 The fields of the work in hand (task id and name, the instance being checked) live in a
 context variable: set when a task starts, extended where a batch hands an instance to a
-thread (`agent.concurrency.each`), and read by the JSON formatter for every line.
+thread (`agent.core.concurrency.each`), and read by the JSON formatter for every line.
 """
 
 from __future__ import annotations

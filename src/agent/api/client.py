@@ -1,13 +1,13 @@
 """Trigger the agent's tasks from another Python app: one import, one call, typed results.
 
-    from agent.client import AgentClient
+    from agent.api.client import AgentClient
 
     agent = AgentClient("redis://redis:6379/0")
     summary = agent.check_instance(instance_id).get(timeout=60)
 
 It needs Celery and the broker's URL, nothing of the worker: no database driver, no SSH,
 Docker or Kubernetes client. Tasks are sent by their stable names with keyword arguments
-of plain JSON, to the queue their family routes to; `agent.contract` has the types and
+of plain JSON, to the queue their family routes to; `agent.api.contract` has the types and
 docs/schemas/ the same as JSON Schemas.
 """
 
@@ -22,7 +22,7 @@ from celery import Celery
 from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
 
-from agent import contract
+from agent.api import contract
 
 R = TypeVar("R")
 POLL_S = 0.2
@@ -114,7 +114,7 @@ class AgentClient:
         )
 
     def send(self, name: str, **arguments: Any) -> TaskResult[Any]:
-        """Send the task `name` (see agent.contract.TASKS) with keyword arguments."""
+        """Send the task `name` (see agent.api.contract.TASKS) with keyword arguments."""
         task = contract.TASKS.get(name)
         if task is None:
             raise ValueError(f"unknown task {name!r}; known: {', '.join(sorted(contract.TASKS))}")

@@ -11,8 +11,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from agent.client import POLL_S, AgentClient, TaskResult
-from agent.settings import ConfigError, require
+from agent.api.client import POLL_S, AgentClient, TaskResult
+from agent.core.settings import ConfigError, require
 
 BAR_WIDTH = 30
 

@@ -5,7 +5,7 @@ A secret field in `connection_config`, `credentials` or `api_auth_config` holds 
 - `enc:<Fernet token>`: encrypted with `AGENT_SECRET_KEY` (`infra-agent secret encrypt`);
   tokens made with a key listed in `AGENT_SECRET_PREVIOUS_KEYS` still decrypt (rotation);
 - `env:NAME`: the value of environment variable NAME in the worker, within the operator's
-  scope (`agent.secret_scope`);
+  scope (`agent.core.secret_scope`);
 - `file:/path`: the contents of a file below the operator's secret directories (trailing
   newline removed).
 
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from agent.secret_scope import ScopeError, SecretScope
+from agent.core.secret_scope import ScopeError, SecretScope
 
 PREFIXES = ("enc:", "env:", "file:")
 _FINGERPRINT_LABEL = b"infra-agent key fingerprint v1"

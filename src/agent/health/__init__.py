@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.clock import Clock, worker_clock
-from agent.concurrency import each
-from agent.damping import HealthState, InstanceStatus, Policy, next_state
+from agent.core.clock import Clock, worker_clock
+from agent.core.concurrency import each
+from agent.core.damping import HealthState, InstanceStatus, Policy, next_state
 from agent.probes.base import Probe, ProbeResult, late_result
 
 ZONE_TAG = "zone:"

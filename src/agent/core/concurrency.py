@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TypeVar
 
-from agent import logs
+from agent.core import logs
 
 _Item = TypeVar("_Item")
 _Result = TypeVar("_Result")

@@ -16,7 +16,7 @@ from typing import Any
 import click
 from sqlalchemy.exc import IntegrityError
 
-from agent.instances import (
+from agent.cli.instances import (
     CONNECTION_TYPES,
     INSTANCE_KINDS,
     InstanceInputError,
@@ -27,8 +27,8 @@ from agent.instances import (
     secret_key,
     ssh_host_entry,
 )
-from agent.instances_report import printable
-from agent.settings import get_settings
+from agent.cli.reports.instances import printable
+from agent.core.settings import get_settings
 
 HISTORY_ROWS = 10
 UPTIME_WINDOW = dt.timedelta(hours=24)
@@ -100,7 +100,7 @@ def add(
 
 
 def _settings(pairs: tuple[str, ...]) -> dict[str, object]:
-    from agent.watch import arguments
+    from agent.cli.watch import arguments
 
     try:
         return arguments(pairs)
@@ -144,7 +144,7 @@ def _host_key(path: Path | None) -> str | None:
 
 
 def _store(new: NewInstance) -> uuid.UUID:
-    from agent.credentials import SecretResolver
+    from agent.core.credentials import SecretResolver
     from models import queries
     from models.session import session_scope
     from models.store import health as health_store
@@ -171,7 +171,7 @@ def _store(new: NewInstance) -> uuid.UUID:
 @instances.command("list")
 def list_() -> None:
     """List live instances: status, last check, error, latency, uptime over 24 h."""
-    from agent.instances_report import render_list
+    from agent.cli.reports.instances import render_list
     from models import queries
     from models.session import session_scope
 
@@ -186,7 +186,7 @@ def list_() -> None:
 @click.option("--history", "limit", default=HISTORY_ROWS, show_default=True, help="Checks shown.")
 def show(ref: str, limit: int) -> None:
     """Show an instance (by id or name): settings, check document, recent checks."""
-    from agent.instances_report import render_show
+    from agent.cli.reports.instances import render_show
     from models import queries
     from models.session import session_scope
 
@@ -238,7 +238,7 @@ def _has_instances(database_url: str) -> bool:
     from sqlalchemy import create_engine
     from sqlalchemy.orm import Session
 
-    from agent.settings import to_sqlalchemy_url
+    from agent.core.settings import to_sqlalchemy_url
     from models import queries
 
     engine = create_engine(to_sqlalchemy_url(database_url))

@@ -143,6 +143,6 @@ def _from_settings(settings: Any, family: Family) -> AddressPolicy:
 
 def current(family: Family) -> AddressPolicy:
     """The policy of `family` in this process's settings."""
-    from agent.settings import get_settings  # settings sits above the probes
+    from agent.core.settings import get_settings  # settings sits above the probes
 
     return _from_settings(get_settings(), family)

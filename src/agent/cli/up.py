@@ -21,11 +21,11 @@ from pathlib import Path
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
-from agent import migrate, profile
-from agent.cli_instances import first_steps
-from agent.credentials import generate_key
-from agent.embedded import EmbeddedPostgres, EmbeddedRedis, ensure_database
-from agent.settings import ConfigError, Settings, to_sqlalchemy_url
+from agent.cli import migrate, profile
+from agent.cli.embedded import EmbeddedPostgres, EmbeddedRedis, ensure_database
+from agent.cli.instance_commands import first_steps
+from agent.core.credentials import generate_key
+from agent.core.settings import ConfigError, Settings, to_sqlalchemy_url
 
 STOP_GRACE_S = 30.0
 POLL_S = 0.5
@@ -165,7 +165,8 @@ def commands(settings: Settings) -> dict[str, list[str]]:
     level = ["--loglevel", settings.log_level]
     return {
         "worker": [*celery, "worker", *level, "--hostname", "agent@%h"],
-        # Beat keeps its schedule in the database (agent.beat), so it needs no schedule file.
+        # Beat keeps its schedule in the database (agent.runtime.beat), so it needs no
+        # schedule file.
         "beat": [*celery, "beat", *level],
         "flower": [
             *celery,

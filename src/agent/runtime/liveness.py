@@ -52,7 +52,7 @@ class Heartbeat(bootsteps.StartStopStep):
     requires = ("celery.worker.consumer.tasks:Tasks",)
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
-        from agent.settings import get_settings
+        from agent.core.settings import get_settings
 
         settings = get_settings()
         self.path = settings.liveness_path

@@ -33,7 +33,7 @@ class ScopeError(ValueError):
 
 def agent_setting_names() -> frozenset[str]:
     """The environment variables the agent reads as its own settings, upper-cased."""
-    from agent.settings import Settings  # settings sits above this module
+    from agent.core.settings import Settings  # settings sits above this module
 
     return frozenset(f"AGENT_{name}".upper() for name in Settings.model_fields)
 

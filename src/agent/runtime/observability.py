@@ -26,8 +26,9 @@ from celery.signals import (
 )
 from celery.utils.log import get_multiprocessing_logger
 
-from agent import liveness, logs, metrics
-from agent.settings import Settings, get_settings
+from agent.core import logs
+from agent.core.settings import Settings, get_settings
+from agent.runtime import liveness, metrics
 
 _serving: dict[str, Any] = {}
 

@@ -16,7 +16,7 @@ from collections.abc import MutableMapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from agent.settings import ConfigError
+from agent.core.settings import ConfigError
 
 FILE_NAME = "agent.json"
 # Profile field -> the variable it stands in for, in the order `env` prints them.

@@ -7,8 +7,8 @@ import uuid
 
 import click
 
-from agent.cli_instances import instances
-from agent.settings import ConfigError, get_settings, require
+from agent.cli.instance_commands import instances
+from agent.core.settings import ConfigError, get_settings, require
 from tasks.common import TaskInputError
 
 # Commands that must not take their servers from a running agent's profile.
@@ -31,8 +31,8 @@ def use_running_agent() -> None:
     """Fill unset AGENT_* variables from the running agent's profile, and say so."""
     import os
 
-    from agent import profile
-    from agent.settings import load_settings
+    from agent.cli import profile
+    from agent.core.settings import load_settings
 
     said = profile.fill(os.environ, load_settings().data_dir)
     if said:
@@ -43,7 +43,7 @@ def use_running_agent() -> None:
 @main.command()
 def up() -> None:
     """Run worker, beat and Flower (embedded PostgreSQL and Redis unless configured)."""
-    from agent import up as stack
+    from agent.cli import up as stack
 
     sys.exit(stack.up(get_settings()))
 
@@ -58,7 +58,7 @@ def up() -> None:
 )
 def migrate(revision: str, check: bool, create_indexes: bool) -> None:
     """Apply the shared-schema migrations to AGENT_DATABASE_URL, adopting existing tables."""
-    from agent import migrate as migrations
+    from agent.cli import migrate as migrations
     from models.adoption import AdoptionError
 
     url = require(get_settings().database_url, "AGENT_DATABASE_URL")
@@ -131,7 +131,7 @@ def prune(dry_run: bool) -> None:
 @click.argument("instance_id")
 def discover(instance_id: str) -> None:
     """Discover what runs on one instance now, reconcile it, and print it as a table."""
-    from agent.discovery.report import render
+    from agent.cli.reports.discovery import render
     from models import queries
     from models.session import session_scope
     from tasks.common import as_uuid
@@ -150,7 +150,7 @@ def discover(instance_id: str) -> None:
 @click.option("--tenant", "tenant_id", help="Only this tenant's MCP servers.")
 def plugins(space_id: str | None, tenant_id: str | None) -> None:
     """Print the health of installed services and MCP servers as a table."""
-    from agent.plugins.report import render
+    from agent.cli.reports.plugins import render
     from models import queries
     from models.session import session_scope
     from tasks.common import as_uuid
@@ -177,7 +177,7 @@ def bench_ingest(files, format_, package, branch, testbed) -> None:
     """Ingest result FILES (one run each) with a progress bar; print counts and reasons."""
     from pathlib import Path
 
-    from agent.benchmarks.report import render_result
+    from agent.cli.reports.benchmarks import render_result
     from tasks import benchmarks
 
     given = {"package": package, "branch": branch, "testbed": testbed}
@@ -207,7 +207,7 @@ def bench_ingest(files, format_, package, branch, testbed) -> None:
 @click.option("--limit", default=100, show_default=True, help="Newest alerts to show.")
 def bench_alerts(package: str | None, limit: int) -> None:
     """List open regression alerts, newest first."""
-    from agent.benchmarks.report import render_alerts
+    from agent.cli.reports.benchmarks import render_alerts
     from tasks import benchmarks
 
     click.echo(render_alerts(benchmarks.alerts.run(package, limit)))
@@ -222,7 +222,7 @@ def send(task: str, pairs: tuple[str, ...], wait: bool, timeout_s: float) -> Non
     """Send TASK through the broker (VALUEs are JSON or text); print its id, or its result."""
     import json
 
-    from agent import watch
+    from agent.cli import watch
 
     client = watch.broker_client(results=wait)
     try:
@@ -247,8 +247,8 @@ def send(task: str, pairs: tuple[str, ...], wait: bool, timeout_s: float) -> Non
 @main.command()
 def env() -> None:
     """Print `export` lines for the running agent's servers (for celery, Flower and other apps)."""
-    from agent import profile
-    from agent.settings import load_settings
+    from agent.cli import profile
+    from agent.core.settings import load_settings
 
     data_dir = load_settings().data_dir
     found = profile.live(profile.path_in(data_dir))
@@ -263,7 +263,7 @@ def schemas(directory: str) -> None:
     """Write the JSON Schemas of every task's arguments, result and progress to DIRECTORY."""
     from pathlib import Path
 
-    from agent.schemas import write
+    from agent.api.schemas import write
 
     for path in write(Path(directory)):
         click.echo(path)
@@ -273,7 +273,7 @@ def schemas(directory: str) -> None:
 @click.option("--max-age", "max_age_s", type=float, help="Seconds (AGENT_LIVENESS_MAX_AGE_S).")
 def worker_alive(max_age_s: float | None) -> None:
     """Exit 0 while the worker on this host consumes, 1 once it stopped (a liveness probe)."""
-    from agent.liveness import verdict
+    from agent.runtime.liveness import verdict
 
     settings = get_settings()
     alive, reason = verdict(settings.liveness_path, max_age_s or settings.liveness_max_age_s)
@@ -289,7 +289,7 @@ def secret() -> None:
 @secret.command("keygen")
 def secret_keygen() -> None:
     """Print a new Fernet key for AGENT_SECRET_KEY."""
-    from agent.credentials import generate_key
+    from agent.core.credentials import generate_key
 
     click.echo(generate_key())
 
@@ -297,7 +297,7 @@ def secret_keygen() -> None:
 @secret.command("encrypt")
 def secret_encrypt() -> None:
     """Read a secret on standard input and print its `enc:` reference."""
-    from agent.credentials import SecretResolver
+    from agent.core.credentials import SecretResolver
 
     settings = get_settings()
     key = require(
@@ -313,7 +313,7 @@ def secret_rotate() -> None:
 
     Run it once every worker has the new key, with the old one in AGENT_SECRET_PREVIOUS_KEYS.
     """
-    from agent.key_check import rotate_references
+    from agent.runtime.key_check import rotate_references
 
     for column, count in rotate_references(get_settings()).items():
         click.echo(f"{column}: {count} rows re-encrypted")

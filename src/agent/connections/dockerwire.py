@@ -4,12 +4,12 @@ The docker SDK speaks through `requests` and urllib3, whose timeouts bound each 
 reads every answer whole: an engine that drips its headers holds a check for ever, and one
 that answers `/containers/json` with an endless array fills the worker's memory. This
 adapter stands in for the SDK's own for `unix://` and `tcp://` endpoints; it sends each
-request with an httpx client on `agent.probes.deadline`'s transport and reads the body
-through `agent.probes.capped`, so the SDK's calls keep their shape and their errors.
+request with an httpx client on `agent.connections.deadline`'s transport and reads the body
+through `agent.connections.capped`, so the SDK's calls keep their shape and their errors.
 (`ssh://` endpoints keep the SDK's paramiko adapter: their requests end by `timeout_s` per
 read only.) Given a `policy_of`, its connections go only to addresses that policy permits
-(`agent.guarded`, wrapped around the deadline's backend); it never follows a redirect, so
-the SDK sees the 3xx itself.
+(`agent.connections.guarded`, wrapped around the deadline's backend); it never follows a
+redirect, so the SDK sees the 3xx itself.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import requests
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
-from agent.guarded import PolicyOf, guard_httpx
-from agent.probes.capped import read_capped
-from agent.probes.deadline import bounded_transport
+from agent.connections.capped import read_capped
+from agent.connections.deadline import bounded_transport
+from agent.connections.guarded import PolicyOf, guard_httpx
 
 # Far above any real engine's answer (a thousand containers list in about 2 MB).
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024

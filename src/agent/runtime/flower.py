@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from agent.settings import Settings, get_settings
+from agent.core.settings import Settings, get_settings
 
 AUTH_OPTIONS = ("--basic-auth", "--basic_auth", "--auth")
 AUTH_VARIABLES = ("FLOWER_BASIC_AUTH", "FLOWER_AUTH")
