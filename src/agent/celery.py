@@ -24,6 +24,7 @@ from agent.core.settings import (
     get_settings,
 )
 from agent.runtime import flower, key_check, observability
+from agent.runtime.schedule import beat_entries
 
 TASK_MODULES = [
     "tasks.system",
@@ -125,21 +126,6 @@ def celery_config(settings: Settings) -> dict[str, object]:
         # Any number of beats may run; only the holder of the leader lease dispatches.
         "beat_scheduler": "agent.runtime.beat:LeaderScheduler",
     }
-
-
-def beat_entries(settings: Settings) -> dict[str, dict[str, object]]:
-    """`beat_schedule.SCHEDULE` with intervals from settings; a run expires after one interval."""
-    import beat_schedule
-
-    entries = {}
-    for name, entry in beat_schedule.SCHEDULE.items():
-        interval = float(getattr(settings, entry["every"]))
-        entries[name] = {
-            "task": entry["task"],
-            "schedule": interval,
-            "options": {"expires": interval},
-        }
-    return entries
 
 
 def check_task_limits(app: Celery, worker: object = None) -> None:

@@ -13,7 +13,7 @@ from agent.core.damping import (
     hard_status,
     next_state,
 )
-from agent.probes.base import ErrorClass, ProbeResult, Status
+from agent.core.results import ErrorClass, ProbeResult, Status
 
 GOOD = (Status.OK, Status.WARNING)
 BAD = (Status.CRITICAL, Status.ERROR)

@@ -5,8 +5,8 @@ import pytest
 from agent.connections.known_hosts import MemoryKnownHosts
 from agent.connections.sshpool import TransportPool
 from agent.core.credentials import SecretResolver, generate_key
+from agent.core.results import ErrorClass
 from agent.discovery import discoverer_for, systemd
-from agent.probes.base import ErrorClass
 from tests.fixtures.podman import run_healthcheck
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

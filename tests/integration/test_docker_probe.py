@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from agent.core.credentials import SecretResolver
+from agent.core.results import ErrorClass, Status
 from agent.core.secret_scope import SecretScope
 from agent.probes import docker as docker_probe
-from agent.probes.base import ErrorClass, Status
 from tests.support import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

@@ -15,8 +15,9 @@ from sqlalchemy import text
 
 from agent.cli import migrate
 from agent.cli.commands import main
+from agent.core.prune_targets import PruneTarget
 from agent.core.settings import get_settings
-from agent.housekeeping import PruneTarget, lock_key
+from agent.housekeeping import lock_key
 from models import timeseries
 from models.session import dispose_engine, session_scope
 from models.store import housekeeping as store

@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from agent.core.credentials import SecretResolver, generate_key
+from agent.core.results import ErrorClass, Status
 from agent.probes import http
-from agent.probes.base import ErrorClass, Status
 from tests.support import serving_http
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]

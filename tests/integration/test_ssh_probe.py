@@ -11,8 +11,8 @@ from agent.connections import sshpool
 from agent.connections.known_hosts import FileKnownHosts, MemoryKnownHosts, host_entry
 from agent.connections.sshpool import TransportPool, clear_default_pool
 from agent.core.credentials import SecretResolver, generate_key
+from agent.core.results import ErrorClass, Status
 from agent.probes import probe_for, ssh
-from agent.probes.base import ErrorClass, Status
 from tests.fixtures.sshd import SshServer, public_key_line
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]

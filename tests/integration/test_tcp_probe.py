@@ -3,8 +3,8 @@ import time
 import pytest
 
 from agent.core.credentials import SecretResolver
+from agent.core.results import ErrorClass, Status
 from agent.probes import tcp
-from agent.probes.base import ErrorClass, Status
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 

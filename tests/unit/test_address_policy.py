@@ -2,7 +2,7 @@ import ipaddress
 
 import pytest
 
-from agent.connections.address_policy import AddressPolicy, Family, networks
+from agent.core.addresses import AddressPolicy, Family, networks
 from agent.core.settings import ConfigError, load_settings
 
 pytestmark = pytest.mark.timeout(10)

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from urllib3.exceptions import ProtocolError
 
 from agent.core.credentials import SecretResolver
-from agent.probes.base import ErrorClass, Status
+from agent.core.results import ErrorClass, Status
 from agent.probes.docker import (
     DEFAULT_DOCKER_HOST,
     Config,

@@ -3,11 +3,11 @@ import datetime as dt
 import pytest
 from pydantic import ValidationError
 
+from agent.core.prune_targets import PruneTarget
 from agent.core.settings import ConfigError, load_settings
 from agent.housekeeping import (
     SESSION_TARGETS,
     BatchSizer,
-    PruneTarget,
     Tally,
     cutoffs,
     lock_key,

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from agent.connections.kubeapi import Deadline, Page
-from agent.probes.base import ErrorClass, ProbeError
+from agent.core.results import ErrorClass, ProbeError
 
 pytestmark = pytest.mark.timeout(10)
 

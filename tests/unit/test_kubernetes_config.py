@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from agent.core.credentials import SecretResolver
+from agent.core.results import ErrorClass, ProbeError, Status
 from agent.probes import kubernetes
-from agent.probes.base import ErrorClass, ProbeError, Status
 from tests.fixtures.kube_apiserver import generate_ca_pem, kubeconfig
 
 pytestmark = pytest.mark.timeout(10)

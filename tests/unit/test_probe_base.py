@@ -3,17 +3,17 @@ import ssl
 
 import pytest
 
-from agent.probes.base import (
+from agent.core.results import (
     MAX_MESSAGE_CHARS,
     SCRUBBED,
     ErrorClass,
     Observation,
-    Probe,
     ProbeError,
     Status,
     classify,
     scrub,
 )
+from agent.probes.base import Probe
 
 pytestmark = pytest.mark.timeout(10)
 

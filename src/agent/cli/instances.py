@@ -20,9 +20,9 @@ import paramiko
 
 from agent.connections.known_hosts import host_entry, keyline_of, parse_keyline
 from agent.core.credentials import PREFIXES, SecretResolver
+from agent.core.results import ProbeError
 from agent.core.settings import ConfigError, Settings
 from agent.probes import MODULES, secret_fields, validate
-from agent.probes.base import ProbeError
 
 CONNECTION_TYPES = tuple(MODULES)
 # `infrastructure_instances.type` (seed 002) when the operator names none.

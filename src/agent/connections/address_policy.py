@@ -21,76 +21,13 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from enum import StrEnum
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
-from agent.probes.base import ErrorClass, ProbeError
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-EVERYWHERE = ("0.0.0.0/0", "::/0")
-NEVER = ("169.254.0.0/16", "fe80::/10", "0.0.0.0/8", "::/128")
-LOOPBACK = ("127.0.0.0/8", "::1/128")
-
-
-class Family(StrEnum):
-    """The families of targets, each with its own lists."""
-
-    INSTANCES = "instances"
-    PLUGINS = "plugins"
-
-
-DEFAULT_DENY = {Family.INSTANCES: NEVER, Family.PLUGINS: (*NEVER, *LOOPBACK)}
-
-
-def networks(cidrs: Iterable[str]) -> tuple[Network, ...]:
-    """Parsed CIDR networks; a ValueError names the one that does not parse."""
-    parsed = []
-    for cidr in cidrs:
-        try:
-            parsed.append(ipaddress.ip_network(cidr, strict=False))
-        except ValueError:
-            raise ValueError(f"{cidr!r} is not a CIDR network") from None
-    return tuple(parsed)
-
-
-@dataclass(frozen=True)
-class AddressPolicy:
-    """Allow and deny networks for one family of targets."""
-
-    family: Family
-    allow: tuple[Network, ...] = networks(EVERYWHERE)
-    deny: tuple[Network, ...] = networks(NEVER)
-
-    @classmethod
-    def default(cls, family: Family) -> AddressPolicy:
-        """The policy of `family` when the operator configured nothing."""
-        return cls(family, networks(EVERYWHERE), networks(DEFAULT_DENY[family]))
-
-    def refusal(self, address: Address) -> str | None:
-        """Why `address` is refused, naming the rule; None when it is permitted."""
-        address = _unmapped(address)
-        allowed = _most_specific(address, self.allow)
-        denied = _most_specific(address, self.deny)
-        if denied is not None and (allowed is None or allowed.prefixlen < denied.prefixlen):
-            return f"address {address} is refused by the {self.family} policy (deny {denied})"
-        if allowed is None:
-            return f"address {address} is in no network the {self.family} policy allows"
-        return None
-
-
-def _unmapped(address: Address) -> Address:
-    mapped = getattr(address, "ipv4_mapped", None)
-    return mapped if mapped is not None else address
-
-
-def _most_specific(address: Address, candidates: Sequence[Network]) -> Network | None:
-    matching = [n for n in candidates if n.version == address.version and address in n]
-    return max(matching, key=lambda n: n.prefixlen, default=None)
+from agent.core.addresses import AddressPolicy, Family, networks
+from agent.core.results import ErrorClass, ProbeError
+from agent.core.settings import get_settings
 
 
 def permitted(host: str, port: int, policy: AddressPolicy) -> list[tuple[Any, ...]]:
@@ -143,6 +80,4 @@ def _from_settings(settings: Any, family: Family) -> AddressPolicy:
 
 def current(family: Family) -> AddressPolicy:
     """The policy of `family` in this process's settings."""
-    from agent.core.settings import get_settings  # settings sits above the probes
-
     return _from_settings(get_settings(), family)

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx2
 
-from agent.probes.base import ErrorClass, ProbeError
+from agent.core.results import ErrorClass, ProbeError
 
 
 def too_large(cap_bytes: int) -> ProbeError:

@@ -21,7 +21,8 @@ import requests.adapters
 import urllib3
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from agent.connections.address_policy import AddressPolicy, first_permitted, judge
+from agent.connections.address_policy import first_permitted, judge
+from agent.core.addresses import AddressPolicy
 
 PolicyOf = Callable[[], AddressPolicy]
 

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import urllib3
 from kubernetes.client import ApiClient
 
-from agent.probes.base import ErrorClass, ProbeError
+from agent.core.results import ErrorClass, ProbeError
 
 CHUNK_BYTES = 64 * 1024
 SMALL_BODY_BYTES = 256 * 1024  # /readyz and /version answer in a few hundred bytes

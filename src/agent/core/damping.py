@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from agent.probes.base import ErrorClass, ProbeResult, Status
+from agent.core.results import ErrorClass, ProbeResult, Status
 
 
 class InstanceStatus(StrEnum):

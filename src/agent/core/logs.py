@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from types import MappingProxyType
 from typing import Any
 
-from agent.probes.base import scrub
+from agent.core.results import scrub
 
 _fields: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
     "agent_log_fields", default=MappingProxyType({})

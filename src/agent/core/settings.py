@@ -10,10 +10,10 @@ import platformdirs
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from agent.connections.address_policy import DEFAULT_DENY, EVERYWHERE, Family, networks
+from agent.core.addresses import DEFAULT_DENY, EVERYWHERE, Family, networks
+from agent.core.prune_targets import PruneTarget
 from agent.core.secret_scope import DEFAULT_ENV_PREFIX, DEFAULT_FILE_DIRS, DEFAULT_FILE_MAX_BYTES
 from agent.core.validation import problems
-from agent.housekeeping import PruneTarget
 
 JOB_QUEUES = ("health", "discovery", "plugins", "benchmarks", "housekeeping")
 DEFAULT_QUEUE = "agent"

@@ -13,9 +13,9 @@ from typing import Any
 
 from agent.connections.known_hosts import KnownHosts
 from agent.core.credentials import SecretResolver
+from agent.core.results import ErrorClass, ProbeError
 from agent.discovery.base import DiscoveredService, Discoverer, Discovery
 from agent.probes import from_instance
-from agent.probes.base import ErrorClass, ProbeError
 
 MODULES = {
     "docker_api": "agent.discovery.docker",

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from agent.connections.deadline import deadline_scope
-from agent.probes.base import SCRUBBED, ErrorClass, classify, scrub
+from agent.core.results import SCRUBBED, ErrorClass, classify, scrub
 
 RUNNING, DEGRADED, STOPPED, ERROR, UNKNOWN, MISSING = (
     "running",

@@ -31,6 +31,7 @@ import requests
 from docker.errors import DockerException
 
 from agent.core.credentials import SecretResolver
+from agent.core.results import ErrorClass, parse_config
 from agent.discovery.base import (
     ANY_ADDRESS,
     ERROR,
@@ -41,7 +42,6 @@ from agent.discovery.base import (
     scrub_labels,
 )
 from agent.probes import docker as probe
-from agent.probes.base import ErrorClass, parse_config
 
 TYPE = "docker_container"
 HEALTH_URL_LABEL = "org.infra-agent.health-url"

@@ -33,6 +33,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agent.core.credentials import SecretResolver
+from agent.core.results import ErrorClass, parse_config
 from agent.discovery.base import (
     DEGRADED,
     ERROR,
@@ -43,7 +44,6 @@ from agent.discovery.base import (
     scrub_labels,
 )
 from agent.probes import kubernetes as probe
-from agent.probes.base import ErrorClass, parse_config
 
 # kind: (service type, the resource's plural in the API)
 WORKLOADS = {

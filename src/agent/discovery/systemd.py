@@ -30,6 +30,7 @@ from typing import Any
 
 from agent.connections.known_hosts import KnownHosts
 from agent.connections.sshpool import TransportPool
+from agent.core.results import ErrorClass, ProbeError
 from agent.discovery.base import (
     ANY_ADDRESS,
     ERROR,
@@ -40,7 +41,6 @@ from agent.discovery.base import (
     Discoverer,
 )
 from agent.probes import ssh
-from agent.probes.base import ErrorClass, ProbeError
 
 TYPE = "systemd_service"
 MARK = "@@agent-discovery:"

@@ -17,7 +17,9 @@ from typing import Any
 from agent.core.clock import Clock, worker_clock
 from agent.core.concurrency import each
 from agent.core.damping import HealthState, InstanceStatus, Policy, next_state
-from agent.probes.base import Probe, ProbeResult, late_result
+from agent.core.results import ProbeResult, late_result
+from agent.probes import instance_facts
+from agent.probes.base import InstanceFacts, Probe
 
 ZONE_TAG = "zone:"
 HEALTH_QUEUE = "health"
@@ -46,6 +48,8 @@ class Checked:
     result: ProbeResult
     state: HealthState
     checked_at: dt.datetime
+    # What the instance row keeps of the check, read by the probe kind's own reader.
+    row_facts: InstanceFacts = field(default_factory=InstanceFacts)
 
     @property
     def changed(self) -> bool:
@@ -135,7 +139,8 @@ def check_one(
     """
     started = clock.now()
     result = make_probe(spec).run()
-    return Checked(spec, result, next_state(spec.state, result, spec.policy), started)
+    state = next_state(spec.state, result, spec.policy)
+    return Checked(spec, result, state, started, instance_facts(result))
 
 
 def check_all(
@@ -186,74 +191,5 @@ def late_check(spec: InstanceSpec, deadline_s: float, clock: Clock) -> Checked:
     It is dated by `clock` (the database's, like every other check), when the deadline passed.
     """
     result = late_result(spec.connection_type or "unknown", deadline_s)
-    return Checked(spec, result, next_state(spec.state, result, spec.policy), clock.now())
-
-
-@dataclass(frozen=True)
-class InstanceFacts:
-    """What the instance row keeps of a check: `os_type`, `os_version`, `resources`."""
-
-    os_type: str | None = None
-    os_version: str | None = None
-    resources: dict[str, Any] | None = None
-
-
-def instance_facts(result: ProbeResult) -> InstanceFacts:
-    """The instance-row facts of a result, read the way its probe kind reports them."""
-    reader = _FACT_READERS.get(result.kind)
-    return reader(result.facts) if reader and result.facts else InstanceFacts()
-
-
-def _ssh_facts(facts: Mapping[str, Any]) -> InstanceFacts:
-    version = " ".join(str(v) for v in (facts.get("os_name"), facts.get("os_version")) if v)
-    return InstanceFacts(
-        _clip(facts.get("os_type")),
-        _clip(version or facts.get("kernel")),
-        _resources(
-            facts.get("cpu_count"),
-            {
-                "total_bytes": facts.get("memory_total_bytes"),
-                "available_bytes": facts.get("memory_available_bytes"),
-            },
-            {
-                "total_bytes": facts.get("disk_total_bytes"),
-                "free_bytes": facts.get("disk_free_bytes"),
-            },
-        ),
-    )
-
-
-def _docker_facts(facts: Mapping[str, Any]) -> InstanceFacts:
-    engine, host = facts.get("engine") or {}, facts.get("host") or {}
-    return InstanceFacts(
-        _clip(engine.get("os")),
-        _clip(host.get("operating_system")),
-        _resources(host.get("ncpu"), {"total_bytes": host.get("mem_total_bytes")}, None),
-    )
-
-
-def _kubernetes_facts(facts: Mapping[str, Any]) -> InstanceFacts:
-    capacity = facts.get("capacity") or {}
-    return InstanceFacts(
-        "kubernetes",
-        _clip(facts.get("server_version")),
-        _resources(capacity.get("cpu_cores"), {"total_bytes": capacity.get("memory_bytes")}, None),
-    )
-
-
-_FACT_READERS: dict[str, Callable[[Mapping[str, Any]], InstanceFacts]] = {
-    "ssh": _ssh_facts,
-    "docker": _docker_facts,
-    "kubernetes": _kubernetes_facts,
-}
-
-
-def _resources(cpu: object, memory: object, disk: object) -> dict[str, Any] | None:
-    if cpu is None and memory is None:
-        return None
-    return {"cpu": cpu, "memory": memory, "disk": disk}
-
-
-def _clip(value: object, limit: int = 50) -> str | None:
-    """A value for a VARCHAR(50) column."""
-    return str(value)[:limit] if value else None
+    state = next_state(spec.state, result, spec.policy)
+    return Checked(spec, result, state, clock.now(), instance_facts(result))

@@ -35,8 +35,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent.connections.capped import read_capped
 from agent.core.credentials import PREFIXES, SecretResolver
+from agent.core.results import ErrorClass, ProbeError, parse_config
 from agent.plugins.client import Pool
-from agent.probes.base import ErrorClass, ProbeError, parse_config
 
 AUTH_TYPES = ("none", "api_key", "bearer", "oauth2")
 MAX_TOKEN_BYTES = 64 * 1024

@@ -23,10 +23,11 @@ from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import httpx
 
-from agent.connections.address_policy import Family, current
+from agent.connections.address_policy import current
 from agent.connections.deadline import bounded_transport
 from agent.connections.guarded import guard_httpx
-from agent.probes.base import ErrorClass, ProbeError
+from agent.core.addresses import Family
+from agent.core.results import ErrorClass, ProbeError
 
 USER_AGENT = "infra-agent"
 

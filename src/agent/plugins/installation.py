@@ -22,10 +22,10 @@ from agent.core.clock import Clock
 from agent.core.concurrency import each
 from agent.core.credentials import SecretResolver
 from agent.core.damping import Policy
+from agent.core.results import ErrorClass, Observation, ProbeError, ProbeResult, Status, late_result
 from agent.plugins.auth import Authenticated, TokenCache, authenticate, shared_tokens
 from agent.plugins.client import Pool
 from agent.plugins.outcome import PluginChecked, Prior, conclude
-from agent.probes.base import ErrorClass, Observation, ProbeError, ProbeResult, Status, late_result
 from agent.probes.http import HttpProbe
 
 PLUGIN_TYPE = "installation"

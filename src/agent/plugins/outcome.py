@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from agent.core.damping import HealthState, InstanceStatus, Policy, next_state
-from agent.probes.base import ErrorClass, ProbeResult, Status
+from agent.core.results import ErrorClass, ProbeResult, Status
 
 ACTIVE = "active"
 ERROR = "error"

@@ -73,11 +73,13 @@ from docker.errors import APIError, DockerException, TLSParameterError
 from docker.tls import TLSConfig
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from agent.connections.address_policy import Family, current, first_permitted
+from agent.connections.address_policy import current, first_permitted
 from agent.connections.dockerwire import DockerAdapter
 from agent.connections.guarded import guard_adapter
+from agent.core.addresses import Family
 from agent.core.credentials import PREFIXES, CredentialError, SecretResolver
-from agent.probes.base import ErrorClass, Observation, Probe, ProbeError, Status, parse_config
+from agent.core.results import ErrorClass, Observation, ProbeError, Status, parse_config
+from agent.probes.base import InstanceFacts, Probe, clip, resources
 
 DEFAULT_DOCKER_HOST = "unix:///run/podman/podman.sock"
 SCHEMES = ("unix", "tcp", "ssh")
@@ -538,6 +540,16 @@ class DockerProbe(Probe):
     def classify(self, exc: BaseException) -> ErrorClass:
         """Configuration and credential errors are CONFIG; docker SDK errors by their cause."""
         return error_class(exc)
+
+
+def instance_facts(facts: Mapping[str, Any]) -> InstanceFacts:
+    """What the instance row keeps of this probe's facts: `os_type`, `os_version`, `resources`."""
+    engine, host = facts.get("engine") or {}, facts.get("host") or {}
+    return InstanceFacts(
+        clip(engine.get("os")),
+        clip(host.get("operating_system")),
+        resources(host.get("ncpu"), {"total_bytes": host.get("mem_total_bytes")}, None),
+    )
 
 
 def from_instance(

@@ -42,11 +42,13 @@ import httpx
 from cryptography import x509
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agent.connections.address_policy import Family, current
+from agent.connections.address_policy import current
 from agent.connections.deadline import bounded_transport
 from agent.connections.guarded import guard_httpx
+from agent.core.addresses import Family
 from agent.core.credentials import CredentialError, SecretResolver
-from agent.probes.base import ErrorClass, Observation, Probe, ProbeError, Status, parse_config
+from agent.core.results import ErrorClass, Observation, ProbeError, Status, parse_config
+from agent.probes.base import Probe
 
 _SEVERITY = (Status.OK, Status.WARNING, Status.CRITICAL)
 _PHASES = {

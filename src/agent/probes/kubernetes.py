@@ -38,7 +38,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.utils import parse_quantity
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from agent.connections.address_policy import Family, current
+from agent.connections.address_policy import current
 from agent.connections.guarded import guard_pool_manager
 from agent.connections.kubeapi import (
     SMALL_BODY_BYTES,
@@ -54,10 +54,12 @@ from agent.connections.kubeapi import (
     status_message,
     watch_sockets,
 )
+from agent.core.addresses import Family
 from agent.core.credentials import PREFIXES, CredentialError, SecretResolver
-from agent.probes.base import ErrorClass, Observation, Probe, ProbeError, Status
-from agent.probes.base import classify as classify_standard
-from agent.probes.base import parse_config as base_parse_config
+from agent.core.results import ErrorClass, Observation, ProbeError, Status
+from agent.core.results import classify as classify_standard
+from agent.core.results import parse_config as base_parse_config
+from agent.probes.base import InstanceFacts, Probe, clip, resources
 
 KIND = "kubernetes"
 DEFAULT_PORT = 6443
@@ -734,6 +736,16 @@ class KubernetesProbe(Probe):
                     raise
                 return _not_ready(ready, exc)
         return verdict(seen, config.verify)
+
+
+def instance_facts(facts: Mapping[str, Any]) -> InstanceFacts:
+    """What the instance row keeps of this probe's facts: `os_type`, `os_version`, `resources`."""
+    capacity = facts.get("capacity") or {}
+    return InstanceFacts(
+        "kubernetes",
+        clip(facts.get("server_version")),
+        resources(capacity.get("cpu_cores"), {"total_bytes": capacity.get("memory_bytes")}, None),
+    )
 
 
 def from_instance(

@@ -21,9 +21,10 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.connections import address_policy
-from agent.connections.address_policy import Family
+from agent.core.addresses import Family
 from agent.core.credentials import SecretResolver
-from agent.probes.base import ErrorClass, Observation, Probe, ProbeError, Status, parse_config
+from agent.core.results import ErrorClass, Observation, ProbeError, Status, parse_config
+from agent.probes.base import Probe
 
 MAX_BANNER_BYTES = 1024
 _Model = TypeVar("_Model", bound=BaseModel)

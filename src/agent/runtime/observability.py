@@ -29,6 +29,7 @@ from celery.utils.log import get_multiprocessing_logger
 from agent.core import logs
 from agent.core.settings import Settings, get_settings
 from agent.runtime import liveness, metrics
+from agent.runtime.schedule import beat_entries
 
 _serving: dict[str, Any] = {}
 
@@ -112,6 +113,4 @@ def _stop_metrics(**_: object) -> None:
 
 def sweep_intervals(settings: Settings) -> dict[str, float]:
     """Each periodic task's interval, as beat runs it."""
-    from agent.celery import beat_entries
-
     return {entry["task"]: float(entry["schedule"]) for entry in beat_entries(settings).values()}
