@@ -25,9 +25,9 @@ from models import Base, adoption, ownership
 
 def migrations_dir() -> Path:
     """The migrations folder: inside the wheel when installed, beside `src/` in a checkout."""
-    here = Path(__file__).resolve().parent
-    packaged = here / "migrations"
-    return packaged if packaged.is_dir() else here.parents[1] / "migrations"
+    package = Path(__file__).resolve().parents[1]  # agent/, where the wheel puts migrations/
+    packaged = package / "migrations"
+    return packaged if packaged.is_dir() else package.parents[1] / "migrations"
 
 
 def alembic_config(url: str) -> Config:
