@@ -114,7 +114,7 @@ def add_instance(url: str) -> uuid.UUID:
 
 def agent_once(instance_id: uuid.UUID) -> tuple[float, int, int]:
     """(seconds, statements, services) of one discovery through the agent."""
-    from agent.settings import get_settings
+    from agent.core.settings import get_settings
     from tasks.discovery import discover_now
 
     with counting() as statements:
@@ -129,7 +129,7 @@ def baseline_once(instance_id: uuid.UUID, url: str) -> tuple[float, int]:
     """(seconds, statements) of the same discovery reconciled row by row with the ORM."""
     from sqlalchemy import select
 
-    from agent.credentials import SecretResolver
+    from agent.core.credentials import SecretResolver
     from agent.discovery import discoverer_for
     from models import InstanceService
     from models.session import session_scope
@@ -171,8 +171,8 @@ def baseline_once(instance_id: uuid.UUID, url: str) -> tuple[float, int]:
 def run(database_url: str, containers: int, repeat: int) -> None:
     """Create the engines, migrate, measure, print."""
     os.environ["AGENT_DATABASE_URL"] = database_url
-    from agent import migrate
-    from agent.settings import get_settings
+    from agent.cli import migrate
+    from agent.core.settings import get_settings
     from models.session import dispose_engine
 
     get_settings.cache_clear()

@@ -57,12 +57,12 @@ from sqlalchemy.engine import make_url
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sshd_fleet import Fleet, running_fleet
 
-from agent import migrate
-from agent.credentials import SecretResolver, generate_key
-from agent.known_hosts import host_entry
-from agent.probes import sshpool
+from agent.cli import migrate
+from agent.connections import sshpool
+from agent.connections.known_hosts import host_entry
+from agent.core.credentials import SecretResolver, generate_key
+from agent.core.settings import Settings, get_settings
 from agent.probes.ssh import FACTS_COMMAND, MARK
-from agent.settings import Settings, get_settings
 from models import InfrastructureInstance, queries
 from models.session import dispose_engine, session_scope
 from models.store import health as health_store

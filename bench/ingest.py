@@ -97,7 +97,7 @@ def raw_copy(url: str, path: str, queue: multiprocessing.Queue) -> None:
 
 def end_to_end(url: str, path: str, queue: multiprocessing.Queue) -> None:
     os.environ["AGENT_DATABASE_URL"] = url
-    from agent.settings import get_settings
+    from agent.core.settings import get_settings
     from tasks.benchmarks import ingest_stream
 
     settings = get_settings()
@@ -120,7 +120,7 @@ def in_child(target, *args) -> tuple:
 
 
 def scratch_database(server: str) -> str:
-    from agent import migrate
+    from agent.cli import migrate
 
     name = f"agent_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(server, autocommit=True) as conn:
@@ -139,7 +139,7 @@ def drop_database(server: str, url: str) -> None:
 def prepare_partitions(url: str) -> None:
     from sqlalchemy import create_engine
 
-    from agent.settings import to_sqlalchemy_url
+    from agent.core.settings import to_sqlalchemy_url
     from models import timeseries
 
     engine = create_engine(to_sqlalchemy_url(url))

@@ -101,7 +101,7 @@ def seed(ports: list[int]) -> list[uuid.UUID]:
 
 def refresh_once(ids: list[uuid.UUID]) -> tuple[float, float]:
     """Seconds for a whole batch (read, check, write) and for its check phase alone."""
-    from agent.settings import get_settings
+    from agent.core.settings import get_settings
     from models.session import session_scope
     from tasks import plugins
 
@@ -166,10 +166,10 @@ def run(url: str, ports: list[int], repeat: int) -> None:
     os.environ["AGENT_DATABASE_URL"] = url
     # The fleet listens on loopback, which the default address policy closes to plugin checks.
     os.environ["AGENT_PLUGINS_ALLOW_CIDRS"] = '["0.0.0.0/0", "::/0", "127.0.0.0/8"]'
-    from agent import migrate
+    from agent.cli import migrate
+    from agent.core.settings import get_settings
     from agent.plugins.client import close_shared_pool
     from agent.probes.aio import close_process_loop
-    from agent.settings import get_settings
     from models.session import dispose_engine
 
     get_settings.cache_clear()

@@ -40,8 +40,8 @@ from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from agent import migrate
-from agent.settings import get_settings
+from agent.cli import migrate
+from agent.core.settings import get_settings
 
 SEED = """
     INSERT INTO sessions (user_id, token_hash, expires_at, created_at)

@@ -10,7 +10,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 import models
-from agent.settings import get_settings
+from agent.core.settings import get_settings
 from models import ownership
 
 config = context.config

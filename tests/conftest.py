@@ -20,8 +20,8 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from agent import migrate
-from agent.settings import get_settings
+from agent.cli import migrate
+from agent.core.settings import get_settings
 from models import session as db
 from tests.support import LOOPBACK_ALLOWED
 
@@ -93,7 +93,7 @@ def event_loop_closed_at_the_end() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def embedded_postgres_url() -> Iterator[str]:
     """An embedded PostgreSQL in a private directory that no other test run cleans up."""
-    from agent.embedded import EmbeddedPostgres
+    from agent.cli.embedded import EmbeddedPostgres
 
     directory = Path(tempfile.mkdtemp(prefix="agent-test-pg-"))
     server = EmbeddedPostgres(directory / "data")
@@ -188,7 +188,7 @@ def redis_url() -> Iterator[str]:
     if url:
         yield url
         return
-    from agent.embedded import EmbeddedRedis
+    from agent.cli.embedded import EmbeddedRedis
 
     directory = Path(tempfile.mkdtemp(prefix="agent-test-redis-"))
     server = EmbeddedRedis(directory)
@@ -214,7 +214,7 @@ def broker_config(redis_url: str) -> dict[str, object]:
     the prefix keeps test runs sharing one Redis from taking each other's tasks.
     """
     from agent.celery import celery_config
-    from agent.settings import load_settings
+    from agent.core.settings import load_settings
 
     config = celery_config(load_settings(broker_url=redis_url))
     prefix = {"global_keyprefix": f"t{uuid.uuid4().hex[:8]}:"}

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from alembic import context, op
 from sqlalchemy.dialects import postgresql as pg
 
-from agent.settings import get_settings
+from agent.core.settings import get_settings
 from models import adoption, ownership, timeseries
 from models.queries import database_time
 

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import context, op
 from sqlalchemy.dialects import postgresql as pg
 
-from agent.settings import get_settings
+from agent.core.settings import get_settings
 from models import timeseries
 from models.plugins import HISTORY_SERIES
 from models.queries import database_time

@@ -19,9 +19,8 @@ from celery.signals import (
 )
 from kombu import Exchange, Queue
 
-from agent import flower, key_check, observability
-from agent.probes import sshpool
-from agent.settings import (
+from agent.connections import sshpool
+from agent.core.settings import (
     DEFAULT_QUEUE,
     JOB_QUEUES,
     QUEUES,
@@ -30,6 +29,8 @@ from agent.settings import (
     check_time_limits,
     get_settings,
 )
+from agent.runtime import flower, key_check, observability
+from agent.runtime.schedule import beat_entries
 
 TASK_MODULES = [
     "tasks.system",
@@ -129,23 +130,8 @@ def celery_config(settings: Settings) -> dict[str, object]:
         "enable_utc": True,
         "beat_schedule": beat_entries(settings),
         # Any number of beats may run; only the holder of the leader lease dispatches.
-        "beat_scheduler": "agent.beat:LeaderScheduler",
+        "beat_scheduler": "agent.runtime.beat:LeaderScheduler",
     }
-
-
-def beat_entries(settings: Settings) -> dict[str, dict[str, object]]:
-    """`beat_schedule.SCHEDULE` with intervals from settings; a run expires after one interval."""
-    import beat_schedule
-
-    entries = {}
-    for name, entry in beat_schedule.SCHEDULE.items():
-        interval = float(getattr(settings, entry["every"]))
-        entries[name] = {
-            "task": entry["task"],
-            "schedule": interval,
-            "options": {"expires": interval},
-        }
-    return entries
 
 
 def check_task_limits(app: Celery, worker: object = None) -> None:

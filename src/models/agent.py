@@ -16,8 +16,9 @@ class AgentLease(Base):
 
     Health sweeps take `health.sweep`, each check takes `health.instance.<id>`, so a sweep
     never overlaps the previous one and no instance is checked twice at once; beat's leader
-    holds `beat.leader`, and each periodic run `beat.run.<entry>` (`agent.beat`). A holder that
-    dies loses its lease when it expires; its redelivered task (same holder) takes it back.
+    holds `beat.leader`, and each periodic run `beat.run.<entry>` (`agent.runtime.beat`). A
+    holder that dies loses its lease when it expires; its redelivered task (same holder) takes it
+    back.
     """
 
     __tablename__ = "agent_leases"
@@ -44,7 +45,7 @@ class AgentKey(Base):
     """The fingerprint of a secret key the agent's workers may run with.
 
     Recorded at the first start, replaced by `infra-agent secret rotate`; a worker whose
-    keys match none of these refuses to start (`agent.key_check`).
+    keys match none of these refuses to start (`agent.runtime.key_check`).
     """
 
     __tablename__ = "agent_keys"

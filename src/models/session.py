@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from agent.settings import get_settings
+from agent.core.settings import get_settings
 
 _engine: Engine | None = None
 _factory: sessionmaker[Session] | None = None

@@ -19,15 +19,16 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from agent import contract
+from celery import shared_task
+
+from agent.api import contract
 from agent.benchmarks import content_sha256, run_id_for
 from agent.benchmarks.batches import Tally, batches, prefetch
 from agent.benchmarks.formats import FORMATS, FormatError, read
 from agent.benchmarks.regression import Threshold, Verdict, judge
 from agent.benchmarks.units import converter, direction_of
 from agent.benchmarks.validation import MAX_LENGTH, Validator, storable
-from agent.celery import app
-from agent.settings import Settings, get_settings
+from agent.core.settings import Settings, get_settings
 from models import queries
 from models.benchmarks import BenchmarkAlert
 from models.session import session_scope
@@ -42,7 +43,7 @@ Progress = Callable[[int], None]
 SeriesKey = tuple[str, str, str, str | None, str]
 
 
-@app.task(name="agent.benchmarks.ingest", bind=True, **RETRY_ON_INFRASTRUCTURE)
+@shared_task(name="agent.benchmarks.ingest", bind=True, **RETRY_ON_INFRASTRUCTURE)
 def ingest(
     self: Any, payload: Any, format: str | None = None, defaults: dict[str, Any] | None = None
 ) -> contract.Ingested | contract.Rejected:
@@ -54,7 +55,7 @@ def ingest(
     return ingest_stream(settings, io.BytesIO(data), fmt, given, "payload", progress)
 
 
-@app.task(name="agent.benchmarks.ingest_file", bind=True, **RETRY_ON_INFRASTRUCTURE)
+@shared_task(name="agent.benchmarks.ingest_file", bind=True, **RETRY_ON_INFRASTRUCTURE)
 def ingest_file(
     self: Any, path: str, format: str | None = None, defaults: dict[str, Any] | None = None
 ) -> contract.Ingested | contract.Rejected:
@@ -67,7 +68,7 @@ def ingest_file(
         return ingest_stream(settings, stream, fmt, given, path, progress)
 
 
-@app.task(name="agent.benchmarks.alerts", **RETRY_ON_INFRASTRUCTURE)
+@shared_task(name="agent.benchmarks.alerts", **RETRY_ON_INFRASTRUCTURE)
 def alerts(package: str | None = None, limit: int = 100) -> list[contract.Alert]:
     """Open regression alerts, newest first, of one package or all."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:

@@ -15,6 +15,9 @@ from celery import Task
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from agent.core.credentials import SecretResolver
+from agent.core.secret_scope import SecretScope
+from agent.core.settings import Settings
 from models import queries, store
 from models.session import session_scope
 
@@ -180,3 +183,15 @@ def send_batches(
         "queues": dict(Counter(queue for _, queue, _ in batches)),
         "batch_ids": [task_id for task_id, _, _ in batches],
     }
+
+
+def sweep_lease_s(interval_s: float) -> float:
+    """How long a sweep (or refresh) keeps others of its kind away."""
+    return interval_s * queries.DUE_AFTER_SHARE
+
+
+def resolver_for(settings: Settings) -> SecretResolver:
+    """The secret resolver: AGENT_SECRET_KEY (and previous keys), in the operator's scope."""
+    key = settings.secret_key.get_secret_value() if settings.secret_key else None
+    previous = [k.get_secret_value() for k in settings.secret_previous_keys]
+    return SecretResolver(key, SecretScope.from_settings(settings), previous)

@@ -17,16 +17,17 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from agent import contract
-from agent.celery import app
-from agent.concurrency import each
-from agent.damping import Policy
+from celery import shared_task
+
+from agent.api import contract
+from agent.connections.known_hosts import MemoryKnownHosts
+from agent.core.concurrency import each
+from agent.core.damping import Policy
+from agent.core.results import ErrorClass
+from agent.core.settings import Settings, get_settings
 from agent.discovery import MODULES, Discoverer, Discovery, discoverer_for
+from agent.discovery.matching import PluginRule, plugin_for, rules_from
 from agent.health import InstanceSpec, instance_fields, zone_of
-from agent.known_hosts import MemoryKnownHosts
-from agent.plugins_match import PluginRule, plugin_for, rules_from
-from agent.probes.base import ErrorClass
-from agent.settings import Settings, get_settings
 from models import queries, store
 from models.session import session_scope
 from models.store import discovery as discovery_store
@@ -42,9 +43,10 @@ from tasks.common import (
     lease_chunks,
     progress_of,
     quietly,
+    resolver_for,
     send_batches,
 )
-from tasks.health import resolver_for, spec_of, ssh_entry, trusted_keys
+from tasks.instances import spec_of, ssh_entry, trusted_keys
 
 log = logging.getLogger(__name__)
 
@@ -55,21 +57,21 @@ QUEUE = "discovery"
 Discovered = tuple[InstanceSpec, Discovery]
 
 
-@app.task(name="agent.discovery.sweep", bind=True, **RETRY_ON_INFRASTRUCTURE)
+@shared_task(name="agent.discovery.sweep", bind=True, **RETRY_ON_INFRASTRUCTURE)
 def sweep(self: Any) -> contract.Dispatched | contract.Skipped:
     """Send every discoverable instance to a batch; how many, to which queues, the batch ids."""
     holder = self.request.id or str(uuid.uuid4())
     return run_sweep(get_settings(), holder, progress_of(self))
 
 
-@app.task(name="agent.discovery.discover_batch", bind=True, **RETRY_ON_INFRASTRUCTURE)
+@shared_task(name="agent.discovery.discover_batch", bind=True, **RETRY_ON_INFRASTRUCTURE)
 def discover_batch(self: Any, instance_ids: list[str]) -> contract.DiscoveryBatch:
     """Discover a batch of instances concurrently; reconcile each in its own transaction."""
     ids = as_uuids(instance_ids)
     return run_batch(get_settings(), ids, holder=self.request.id, progress=progress_of(self))
 
 
-@app.task(name="agent.discovery.discover_instance", bind=True, **RETRY_ON_INFRASTRUCTURE)
+@shared_task(name="agent.discovery.discover_instance", bind=True, **RETRY_ON_INFRASTRUCTURE)
 def discover_instance(
     self: Any, instance_id: str
 ) -> contract.DiscoverySummary | contract.NotDiscovered:

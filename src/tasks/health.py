@@ -13,20 +13,18 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from agent import contract
-from agent.celery import app
-from agent.clock import Clock
-from agent.credentials import SecretResolver
-from agent.damping import Policy
-from agent.health import Checked, InstanceSpec, check_all, policy_for, queue_for, state_from
-from agent.known_hosts import MemoryKnownHosts, host_entry
+from celery import shared_task
+
+from agent.api import contract
+from agent.connections.known_hosts import MemoryKnownHosts
+from agent.core.clock import Clock
+from agent.core.damping import Policy
+from agent.core.results import ProbeResult
+from agent.core.settings import Settings, get_settings
+from agent.health import Checked, InstanceSpec, check_all, queue_for
 from agent.probes import probe_for
-from agent.probes.base import ProbeResult
-from agent.secret_scope import SecretScope
-from agent.settings import Settings, get_settings
 from models import queries, store
 from models.agent import instance_lease
-from models.infrastructure import InfrastructureInstance
 from models.session import session_scope
 from models.store import health as health_store
 from tasks.common import (
@@ -40,28 +38,30 @@ from tasks.common import (
     lease_chunks,
     progress_of,
     quietly,
+    resolver_for,
     send_batches,
+    sweep_lease_s,
 )
+from tasks.instances import spec_of, ssh_entry, trusted_keys
 
 SWEEP_LEASE = "health.sweep"
-SSH_DEFAULT_PORT = 22
 
 
-@app.task(name="agent.health.sweep", bind=True, **RETRY_ON_INFRASTRUCTURE)
+@shared_task(name="agent.health.sweep", bind=True, **RETRY_ON_INFRASTRUCTURE)
 def sweep(self: Any) -> contract.Dispatched | contract.Skipped:
     """Send every due instance to a batch; returns how many, to which queues, the batch ids."""
     holder = self.request.id or str(uuid.uuid4())
     return run_sweep(get_settings(), holder, progress_of(self))
 
 
-@app.task(name="agent.health.check_batch", bind=True, **RETRY_ON_INFRASTRUCTURE)
+@shared_task(name="agent.health.check_batch", bind=True, **RETRY_ON_INFRASTRUCTURE)
 def check_batch(self: Any, instance_ids: list[str]) -> contract.HealthBatch:
     """Check a batch of instances concurrently and write the results together."""
     ids = as_uuids(instance_ids)
     return run_batch(get_settings(), ids, holder=self.request.id, progress=progress_of(self))
 
 
-@app.task(name="agent.health.check_instance", bind=True, **RETRY_ON_INFRASTRUCTURE)
+@shared_task(name="agent.health.check_instance", bind=True, **RETRY_ON_INFRASTRUCTURE)
 def check_instance(self: Any, instance_id: str) -> contract.CheckSummary | contract.NotChecked:
     """Check one instance now; a JSON summary without secrets."""
     return check_now(get_settings(), as_uuid(instance_id), holder=self.request.id)
@@ -87,11 +87,6 @@ def plan_sweep(settings: Settings, holder: str) -> list[Batch] | None:
             return None
         due = queries.due_instances(session, interval_s, settings.health_max_per_sweep)
         return lease_batches(session, due, settings)
-
-
-def sweep_lease_s(interval_s: float) -> float:
-    """How long a sweep (or refresh) keeps others of its kind away."""
-    return interval_s * queries.DUE_AFTER_SHARE
 
 
 def lease_batches(session: Any, due: Sequence[Any], settings: Settings) -> list[Batch]:
@@ -170,37 +165,6 @@ def take(
     return specs, known, clock
 
 
-def spec_of(row: InfrastructureInstance, default: Policy) -> InstanceSpec:
-    """The plain values a check needs from an instance row."""
-    config = dict(row.connection_config or {})
-    return InstanceSpec(
-        id=str(row.id),
-        name=row.name,
-        connection_type=row.connection_type,
-        host=row.host,
-        port=row.port,
-        connection_config=config,
-        tags=tuple(row.tags or ()),
-        state=state_from(row.status, row.health_status),
-        policy=policy_for(config, default),
-    )
-
-
-def ssh_entry(spec: InstanceSpec) -> str:
-    """The known-hosts entry the SSH probe looks up for `spec` (same port rules as the probe)."""
-    port = spec.connection_config.get("port") or spec.port or SSH_DEFAULT_PORT
-    return host_entry(spec.host, int(port))
-
-
-def trusted_keys(specs: Sequence[InstanceSpec], keys: dict[uuid.UUID, str]) -> dict[str, str]:
-    """Recorded host keys by known-hosts entry, for the SSH instances among `specs`."""
-    return {
-        ssh_entry(spec): keys[uuid.UUID(spec.id)]
-        for spec in specs
-        if spec.connection_type == "ssh" and uuid.UUID(spec.id) in keys
-    }
-
-
 def prober(settings: Settings, known: MemoryKnownHosts) -> Any:
     """A function that builds the probe for a spec with this worker's secrets and keys."""
     resolver = resolver_for(settings)
@@ -217,13 +181,6 @@ def prober(settings: Settings, known: MemoryKnownHosts) -> Any:
         )
 
     return make
-
-
-def resolver_for(settings: Settings) -> SecretResolver:
-    """The secret resolver: AGENT_SECRET_KEY (and previous keys), in the operator's scope."""
-    key = settings.secret_key.get_secret_value() if settings.secret_key else None
-    previous = [k.get_secret_value() for k in settings.secret_previous_keys]
-    return SecretResolver(key, SecretScope.from_settings(settings), previous)
 
 
 def write(

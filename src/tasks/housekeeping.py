@@ -16,21 +16,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from celery import shared_task
 from psycopg.errors import LockNotAvailable
 from sqlalchemy.exc import OperationalError
 
-from agent.celery import app
-from agent.housekeeping import (
-    BatchSizer,
-    PruneTarget,
-    Tally,
-    cutoffs,
-    lock_key,
-    log_targets,
-    prune_audit,
-)
+from agent.core.prune_targets import PruneTarget
+from agent.core.settings import Settings, get_settings
+from agent.housekeeping import BatchSizer, Tally, cutoffs, lock_key, log_targets, prune_audit
 from agent.housekeeping import prune_targets as session_targets
-from agent.settings import Settings, get_settings
 from models.session import get_engine, session_scope
 from models.store import housekeeping as store
 from models.timeseries import SERIES, drop_older_than, ensure_partitions_ahead
@@ -42,19 +35,19 @@ KEYS_PER_BATCH = 1000
 DDL_LOCK_TIMEOUT_MS = 2000
 
 
-@app.task(name="agent.housekeeping.prune_sessions", bind=True, **RETRY_ON_INFRASTRUCTURE)
+@shared_task(name="agent.housekeeping.prune_sessions", bind=True, **RETRY_ON_INFRASTRUCTURE)
 def prune_sessions(self: Any) -> dict[str, Any]:
     """Delete expired sessions and verifications (and configured tables); counts per table."""
     return run_prune(get_settings(), progress_of(self))
 
 
-@app.task(name="agent.housekeeping.expire_api_keys", bind=True, **RETRY_ON_INFRASTRUCTURE)
+@shared_task(name="agent.housekeeping.expire_api_keys", bind=True, **RETRY_ON_INFRASTRUCTURE)
 def expire_api_keys(self: Any) -> dict[str, Any]:
     """Deactivate API keys past their expiry, each change audited; how many."""
     return run_expire_keys(get_settings())
 
 
-@app.task(name="agent.housekeeping.apply_retention", bind=True, **RETRY_ON_INFRASTRUCTURE)
+@shared_task(name="agent.housekeeping.apply_retention", bind=True, **RETRY_ON_INFRASTRUCTURE)
 def apply_retention(self: Any) -> dict[str, Any]:
     """Create partitions ahead, drop what is past each retention window; what changed."""
     return run_retention(get_settings(), database_now(), progress_of(self))

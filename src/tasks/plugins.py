@@ -16,10 +16,12 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any, Literal
 
-from agent import contract
-from agent.celery import app
-from agent.clock import Clock
-from agent.damping import Policy
+from celery import shared_task
+
+from agent.api import contract
+from agent.core.clock import Clock
+from agent.core.damping import Policy
+from agent.core.settings import Settings, get_settings
 from agent.plugins.client import ClientLimits, shared_pool
 from agent.plugins.installation import (
     InstallationProbe,
@@ -29,7 +31,7 @@ from agent.plugins.installation import (
 )
 from agent.plugins.mcp import McpProbe, McpSpec, check_mcp_servers
 from agent.plugins.outcome import PluginChecked, Prior
-from agent.settings import Settings, get_settings
+from agent.plugins.tools import diff_tools
 from models import queries, store
 from models.mcp import McpServer
 from models.plugins import INSTALLATION, MCP_SERVER, AgentInstallationHealth, plugin_lease
@@ -46,8 +48,9 @@ from tasks.common import (
     lease_chunks,
     progress_of,
     quietly,
+    resolver_for,
+    sweep_lease_s,
 )
-from tasks.health import resolver_for, sweep_lease_s
 
 REFRESH_LEASE = "plugins.refresh"
 PluginType = Literal["installation", "mcp_server"]
@@ -55,21 +58,21 @@ PLUGIN_TYPES: tuple[PluginType, ...] = (INSTALLATION, MCP_SERVER)
 PluginBatch = tuple[str, PluginType, list[uuid.UUID]]
 
 
-@app.task(name="agent.plugins.refresh", bind=True, **RETRY_ON_INFRASTRUCTURE)
+@shared_task(name="agent.plugins.refresh", bind=True, **RETRY_ON_INFRASTRUCTURE)
 def refresh(self: Any) -> contract.RefreshDispatched | contract.Skipped:
     """Send every due installation and MCP server to a batch; how many, and the batch ids."""
     holder = self.request.id or str(uuid.uuid4())
     return run_refresh(get_settings(), holder, progress_of(self))
 
 
-@app.task(name="agent.plugins.check_batch", bind=True, **RETRY_ON_INFRASTRUCTURE)
+@shared_task(name="agent.plugins.check_batch", bind=True, **RETRY_ON_INFRASTRUCTURE)
 def check_batch(self: Any, plugin_type: str, ids: list[str]) -> contract.PluginBatch:
     """Check a batch of one plugin type concurrently and write the results together."""
     kind = as_plugin_type(plugin_type)
     return run_batch(get_settings(), kind, as_uuids(ids, "ids"), holder=self.request.id)
 
 
-@app.task(name="agent.plugins.check_installation", bind=True, **RETRY_ON_INFRASTRUCTURE)
+@shared_task(name="agent.plugins.check_installation", bind=True, **RETRY_ON_INFRASTRUCTURE)
 def check_installation(
     self: Any, installation_id: str
 ) -> contract.InstallationSummary | contract.PluginNotChecked:
@@ -78,7 +81,7 @@ def check_installation(
     return check_now(get_settings(), INSTALLATION, target, holder=self.request.id)
 
 
-@app.task(name="agent.plugins.check_mcp_server", bind=True, **RETRY_ON_INFRASTRUCTURE)
+@shared_task(name="agent.plugins.check_mcp_server", bind=True, **RETRY_ON_INFRASTRUCTURE)
 def check_mcp_server(
     self: Any, server_id: str
 ) -> contract.McpServerSummary | contract.PluginNotChecked:
@@ -300,9 +303,20 @@ def write(
     if kind == INSTALLATION:
         plugin_store.record_installations(session, checked)
     else:
-        tools = plugin_store.record_mcp_servers(session, checked)
+        tools = sync_tools(session, plugin_store.record_mcp_servers(session, checked))
     store.release_leases(session, [plugin_lease(kind, i) for i in ids], holder)
     return tools
+
+
+def sync_tools(session: Any, kept: Sequence[PluginChecked]) -> dict[str, dict[str, int]]:
+    """The written servers' tool rows made to match their listings; the changes by server."""
+    listed = {uuid.UUID(c.plugin_id): c.details["tools"] for c in kept if "tools" in c.details}
+    if not listed:
+        return {}
+    recorded = plugin_store.recorded_tools(session, list(listed))
+    changes = {sid: diff_tools(recorded.get(sid, {}), tools) for sid, tools in listed.items()}
+    plugin_store.write_tools(session, changes)
+    return {str(server_id): change.counts() for server_id, change in changes.items()}
 
 
 def tally(checked: Sequence[PluginChecked]) -> dict[str, Any]:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import socket
 import time
 
+from celery import shared_task
 from sqlalchemy import text
 
-from agent.celery import app
 from models.session import session_scope
 
 
-@app.task(name="agent.system.ping", acks_late=False, ignore_result=False)
+@shared_task(name="agent.system.ping", acks_late=False, ignore_result=False)
 def ping() -> dict[str, object]:
     """Answer with the worker's host name and the database's round-trip time."""
     started = time.perf_counter()

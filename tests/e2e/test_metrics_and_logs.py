@@ -7,7 +7,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import delete
 
-from agent.credentials import SecretResolver, generate_key
+from agent.core.credentials import SecretResolver, generate_key
 from models import Benchmark
 from models.session import session_scope
 from tests.e2e.processes import wait_until

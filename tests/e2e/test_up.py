@@ -7,7 +7,7 @@ import psycopg
 import pytest
 
 import beat_schedule
-from agent.settings import Settings
+from agent.core.settings import Settings
 from tests.e2e.processes import BIN, agent_env, interrupt, kill_group, start, wait_until
 from tests.support import free_port
 

@@ -16,7 +16,7 @@ import redis
 from celery import Celery
 
 from agent.celery import celery_config
-from agent.settings import load_settings
+from agent.core.settings import load_settings
 from tests.e2e.processes import agent_env, kill_group, start, wait_until
 from tests.support import free_port, missing_component, redis_client
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 from sqlalchemy.engine import make_url
 
-from agent.settings import JOB_QUEUES
+from agent.core.settings import JOB_QUEUES
 from tests.e2e.processes import agent_env, kill_group, start
 from tests.support import redis_client
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import migrate
+from agent.cli import migrate
 from tests.conftest import new_database
 from tests.faults.servers import RedisServer
 from tests.faults.stack import Database, Listener

@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import redis
 
-from agent.embedded import EmbeddedPostgres
+from agent.cli.embedded import EmbeddedPostgres
 from tests.e2e.processes import wait_until
 from tests.support import free_port, missing_component
 

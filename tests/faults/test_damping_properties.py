@@ -1,12 +1,19 @@
-"""Property-based tests of the damping state machine (`agent.damping`), on generated histories."""
+"""Property tests of the damping state machine (`agent.core.damping`) on generated histories."""
 
 import itertools
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.damping import IMMEDIATE, HealthState, InstanceStatus, Policy, hard_status, next_state
-from agent.probes.base import ErrorClass, ProbeResult, Status
+from agent.core.damping import (
+    IMMEDIATE,
+    HealthState,
+    InstanceStatus,
+    Policy,
+    hard_status,
+    next_state,
+)
+from agent.core.results import ErrorClass, ProbeResult, Status
 
 GOOD = (Status.OK, Status.WARNING)
 BAD = (Status.CRITICAL, Status.ERROR)

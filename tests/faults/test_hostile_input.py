@@ -170,7 +170,7 @@ def test_periodic_tasks_refuse_any_argument_and_run_nothing(celery_app, unchange
 @pytest.fixture
 def small_payload_limit(monkeypatch, database_url):
     """AGENT_BENCHMARKS_MAX_PAYLOAD_BYTES at 1 MB, for the in-process worker."""
-    from agent.settings import get_settings
+    from agent.core.settings import get_settings
 
     monkeypatch.setenv("AGENT_BENCHMARKS_MAX_PAYLOAD_BYTES", str(1 << 20))
     get_settings.cache_clear()

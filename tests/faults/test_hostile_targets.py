@@ -14,15 +14,15 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from agent.credentials import SecretResolver
+from agent.connections.dockerwire import MAX_RESPONSE_BYTES
+from agent.core.credentials import SecretResolver
+from agent.core.results import ErrorClass, Status
+from agent.core.settings import get_settings
 from agent.discovery.docker import DockerDiscoverer
 from agent.plugins.client import ClientLimits, build_pool
 from agent.plugins.installation import InstallationProbe, InstallationSpec
 from agent.plugins.mcp import McpProbe, McpSpec
 from agent.probes import probe_for
-from agent.probes.base import ErrorClass, Status
-from agent.probes.dockerwire import MAX_RESPONSE_BYTES
-from agent.settings import get_settings
 from models import InfrastructureInstance, InstanceService
 from models.session import session_scope
 from tasks import discovery, health

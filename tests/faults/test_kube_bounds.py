@@ -13,10 +13,10 @@ from contextlib import contextmanager
 
 import pytest
 
-from agent.credentials import SecretResolver, generate_key
+from agent.core.credentials import SecretResolver, generate_key
+from agent.core.results import ErrorClass
 from agent.discovery import discoverer_for
 from agent.probes import kubernetes
-from agent.probes.base import ErrorClass
 from tests.faults.hostile_kube import hostile_kube, huge_page
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]

@@ -15,8 +15,8 @@ from contextlib import suppress
 import psycopg
 import pytest
 
-from agent import migrate
-from agent.embedded import ensure_database
+from agent.cli import migrate
+from agent.cli.embedded import ensure_database
 from tests.e2e.processes import wait_until
 from tests.e2e.workers import running_worker
 from tests.faults.servers import PostgresServer

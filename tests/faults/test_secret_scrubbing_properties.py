@@ -19,11 +19,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.credentials import SecretResolver
+from agent.core.credentials import SecretResolver
+from agent.core.results import Status
 from agent.plugins.client import ClientLimits, build_pool
 from agent.plugins.installation import InstallationProbe, InstallationSpec
 from agent.probes import probe_for
-from agent.probes.base import Status
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(300)]
 

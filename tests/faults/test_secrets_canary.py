@@ -23,8 +23,8 @@ import redis
 from sqlalchemy import delete, text
 
 from agent.celery import create_app
-from agent.credentials import SecretResolver, generate_key
-from agent.settings import Settings
+from agent.core.credentials import SecretResolver, generate_key
+from agent.core.settings import Settings
 from models import McpServer, ServiceInstallation, ServiceRegistry, Space
 from models.session import session_scope
 from tests.e2e.processes import agent_env, kill_group, start, wait_until

@@ -17,11 +17,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from agent.clock import Clock
-from agent.credentials import SecretResolver
+from agent.core.clock import Clock
+from agent.core.credentials import SecretResolver
+from agent.core.results import ErrorClass, Status
 from agent.plugins.client import ClientLimits, build_pool
 from agent.plugins.installation import InstallationProbe, InstallationSpec, check_installations
-from agent.probes.base import ErrorClass, Status
 from tests.faults.targets import DripHandler
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]

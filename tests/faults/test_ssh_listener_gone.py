@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.credentials import SecretResolver, generate_key
+from agent.connections.sshpool import TransportPool
+from agent.core.credentials import SecretResolver, generate_key
+from agent.core.results import ErrorClass, Status
 from agent.probes import ssh
-from agent.probes.base import ErrorClass, Status
-from agent.probes.sshpool import TransportPool
 from tests.fixtures.sshd import SshServer, _sshd_config, _wait_for_banner, _write_keys
 from tests.support import free_port
 

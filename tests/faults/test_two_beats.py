@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import beat_schedule
-from agent.beat import TICKS_PER_TTL
+from agent.runtime.beat import TICKS_PER_TTL
 from tests.e2e.processes import wait_until
 from tests.e2e.workers import private_redis
 from tests.faults.beats import (

@@ -10,9 +10,10 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy.engine import make_url
 
-from agent import cli, migrate
-from agent.credentials import generate_key
-from agent.settings import get_settings
+from agent.cli import commands as cli
+from agent.cli import migrate
+from agent.core.credentials import generate_key
+from agent.core.settings import get_settings
 from models import session as db
 from models.adoption import AdoptionError
 from tests import seeds

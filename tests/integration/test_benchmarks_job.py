@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, func, select, text
 
-from agent.settings import get_settings, load_settings
+from agent.core.settings import get_settings, load_settings
 from models import Benchmark, BenchmarkAlert, BenchmarkIngest, BenchmarkQuarantine, Package
 from models.session import session_scope
 from tasks import benchmarks as job

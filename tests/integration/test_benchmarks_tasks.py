@@ -6,7 +6,7 @@ import uuid
 import pytest
 from sqlalchemy import delete, func, select, text
 
-from agent.settings import get_settings
+from agent.core.settings import get_settings
 from models import Benchmark
 from models.session import session_scope
 from tests.integration.test_benchmarks_job import DATA, payload
@@ -112,7 +112,7 @@ def million_rows(path, package, rows=1_000_000, month=5):
 # before in the test process (and the allocator's state it left) is not measured.
 INGEST_ONE = """
 import resource, sys
-from agent.settings import get_settings
+from agent.core.settings import get_settings
 from tasks import benchmarks as job
 with open(sys.argv[1], "rb") as stream:
     result = job.ingest_stream(get_settings(), stream, None, {}, sys.argv[1])

@@ -10,8 +10,8 @@ import socket
 import pytest
 from sqlalchemy import func, select, update
 
+from agent.core.settings import get_settings
 from agent.plugins.client import close_shared_pool
-from agent.settings import get_settings
 from models import (
     InfrastructureInstance,
     ServiceInstallation,

@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from jsonschema import Draft202012Validator
 from sqlalchemy import delete
 
-from agent import schemas
-from agent.cli import main
-from agent.client import AgentClient
-from agent.settings import get_settings
+from agent.api import schemas
+from agent.api.client import AgentClient
+from agent.cli.commands import main
+from agent.core.settings import get_settings
 from models import Benchmark
 from models.agent import AgentLease
 from models.session import session_scope

@@ -2,11 +2,11 @@
 
 import pytest
 
-from agent.credentials import SecretResolver, generate_key
+from agent.connections.known_hosts import MemoryKnownHosts
+from agent.connections.sshpool import TransportPool
+from agent.core.credentials import SecretResolver, generate_key
+from agent.core.results import ErrorClass
 from agent.discovery import discoverer_for, systemd
-from agent.known_hosts import MemoryKnownHosts
-from agent.probes.base import ErrorClass
-from agent.probes.sshpool import TransportPool
 from tests.fixtures.podman import run_healthcheck
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

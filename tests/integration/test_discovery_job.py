@@ -6,8 +6,8 @@ import uuid
 import pytest
 from sqlalchemy import delete, event, select, update
 
+from agent.core.settings import get_settings
 from agent.discovery.base import DiscoveredService
-from agent.settings import get_settings
 from models import (
     AgentLease,
     InfrastructureInstance,

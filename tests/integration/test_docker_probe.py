@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.credentials import SecretResolver
+from agent.connections import docker as engine_api
+from agent.core.credentials import SecretResolver
+from agent.core.results import ErrorClass, Status
+from agent.core.secret_scope import SecretScope
 from agent.probes import docker as docker_probe
-from agent.probes.base import ErrorClass, Status
-from agent.secret_scope import SecretScope
 from tests.support import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -205,8 +206,8 @@ def test_a_missing_key_reference_is_a_config_error_that_reveals_no_secret(
 
 
 def test_the_client_builder_lists_containers_for_other_jobs(podman_socket, podman_containers):
-    config = docker_probe.Config(docker_host=f"unix://{podman_socket}")
-    with docker_probe.client_for(config, NO_KEY, 10.0) as api:
+    config = engine_api.Config(docker_host=f"unix://{podman_socket}")
+    with engine_api.client_for(config, NO_KEY, 10.0) as api:
         listed = api.containers(all=True, filters={"label": "agent.test/role=web"})
     assert [item["Labels"]["agent.test/tier"] for item in listed] == ["front"]
     assert listed[0]["Ports"][0]["PublicPort"] == podman_containers.published_port

@@ -3,7 +3,7 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from agent.settings import get_settings
+from agent.core.settings import get_settings
 from models import AgentKnownHost, AuditLog, InfrastructureInstance, InstanceHealthHistory, store
 from models.agent import instance_lease
 from models.session import session_scope

@@ -6,8 +6,8 @@ import uuid
 import pytest
 from sqlalchemy import delete, select
 
-from agent.credentials import generate_key
-from agent.settings import get_settings
+from agent.core.credentials import generate_key
+from agent.core.settings import get_settings
 from models import InfrastructureInstance
 from models.agent import AgentLease
 from models.session import session_scope

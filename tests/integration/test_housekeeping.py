@@ -13,10 +13,11 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import text
 
-from agent import migrate
-from agent.cli import main
-from agent.housekeeping import PruneTarget, lock_key
-from agent.settings import get_settings
+from agent.cli import migrate
+from agent.cli.commands import main
+from agent.core.prune_targets import PruneTarget
+from agent.core.settings import get_settings
+from agent.housekeeping import lock_key
 from models import timeseries
 from models.session import dispose_engine, session_scope
 from models.store import housekeeping as store
@@ -323,7 +324,7 @@ def wait_for(predicate, timeout_s=30):
         time.sleep(0.05)
 
 
-PRUNER = "from agent.settings import get_settings; from tasks.housekeeping import run_prune; run_prune(get_settings())"  # noqa: E501
+PRUNER = "from agent.core.settings import get_settings; from tasks.housekeeping import run_prune; run_prune(get_settings())"  # noqa: E501
 
 
 def test_a_prune_killed_mid_way_loses_nothing_and_the_next_run_finishes_it(slow_table):

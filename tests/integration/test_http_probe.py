@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from agent.credentials import SecretResolver, generate_key
+from agent.core.credentials import SecretResolver, generate_key
+from agent.core.results import ErrorClass, Status
 from agent.probes import http
-from agent.probes.base import ErrorClass, Status
 from tests.support import serving_http
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]

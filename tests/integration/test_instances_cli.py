@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select, text
 
-from agent import migrate
-from agent.cli import main
-from agent.cli_instances import first_steps
-from agent.settings import get_settings
+from agent.cli import migrate
+from agent.cli.commands import main
+from agent.cli.instance_commands import first_steps
+from agent.core.settings import get_settings
 from models import InfrastructureInstance
 from models import session as db
 from models.agent import AgentKnownHost

@@ -15,9 +15,9 @@ from threading import Thread
 import httpx
 import pytest
 
-from agent.credentials import SecretResolver
+from agent.core.credentials import SecretResolver
+from agent.core.results import Status
 from agent.probes import probe_for
-from agent.probes.base import Status
 from tests.fixtures.podman import PodmanStorage
 from tests.support import missing_component
 

@@ -8,9 +8,9 @@ import sys
 import pytest
 from sqlalchemy import delete, select
 
-from agent.credentials import SecretResolver, generate_key
-from agent.key_check import check_key, rotate_references
-from agent.settings import ConfigError, load_settings
+from agent.core.credentials import SecretResolver, generate_key
+from agent.core.settings import ConfigError, load_settings
+from agent.runtime.key_check import check_key, rotate_references
 from models.agent import AgentKey
 from models.infrastructure import InfrastructureInstance
 from models.session import session_scope

@@ -6,9 +6,9 @@ import uuid
 
 import pytest
 
+from agent.core.results import ErrorClass
+from agent.core.settings import get_settings
 from agent.discovery import discoverer_for
-from agent.probes.base import ErrorClass
-from agent.settings import get_settings
 from models import InfrastructureInstance
 from models.session import session_scope
 from tasks import discovery

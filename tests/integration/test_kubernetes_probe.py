@@ -10,9 +10,10 @@ import pytest
 import yaml
 from urllib3.exceptions import InsecureRequestWarning
 
-from agent.credentials import SecretResolver, generate_key
-from agent.probes import kubeapi, kubernetes
-from agent.probes.base import ErrorClass, ProbeResult, Status
+from agent.connections import kubeapi
+from agent.core.credentials import SecretResolver, generate_key
+from agent.core.results import ErrorClass, ProbeResult, Status
+from agent.probes import kubernetes
 from tests.fixtures.kube_apiserver import ADMIN_USER, generate_ca_pem, kubeconfig
 from tests.support import free_port
 

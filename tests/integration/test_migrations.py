@@ -4,8 +4,8 @@ import itertools
 import pytest
 from sqlalchemy import create_engine, text
 
-from agent import migrate
-from agent.settings import get_settings, to_sqlalchemy_url
+from agent.cli import migrate
+from agent.core.settings import get_settings, to_sqlalchemy_url
 from models import timeseries
 from tests.conftest import new_database
 

@@ -7,11 +7,11 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import delete, select
 
-from agent.cli import main as cli
-from agent.credentials import SecretResolver, generate_key
+from agent.cli.commands import main as cli
+from agent.core.credentials import SecretResolver, generate_key
+from agent.core.settings import get_settings
 from agent.plugins.auth import shared_tokens
 from agent.plugins.client import close_shared_pool
-from agent.settings import get_settings
 from models import (
     AgentInstallationHealth,
     AuditLog,

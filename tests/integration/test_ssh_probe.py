@@ -7,11 +7,12 @@ from functools import partial
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from agent.credentials import SecretResolver, generate_key
-from agent.known_hosts import FileKnownHosts, MemoryKnownHosts, host_entry
-from agent.probes import probe_for, ssh, sshpool
-from agent.probes.base import ErrorClass, Status
-from agent.probes.sshpool import TransportPool, clear_default_pool
+from agent.connections import sshpool
+from agent.connections.known_hosts import FileKnownHosts, MemoryKnownHosts, host_entry
+from agent.connections.sshpool import TransportPool, clear_default_pool
+from agent.core.credentials import SecretResolver, generate_key
+from agent.core.results import ErrorClass, Status
+from agent.probes import probe_for, ssh
 from tests.fixtures.sshd import SshServer, public_key_line
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]

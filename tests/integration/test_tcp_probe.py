@@ -2,9 +2,9 @@ import time
 
 import pytest
 
-from agent.credentials import SecretResolver
+from agent.core.credentials import SecretResolver
+from agent.core.results import ErrorClass, Status
 from agent.probes import tcp
-from agent.probes.base import ErrorClass, Status
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 

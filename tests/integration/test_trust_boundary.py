@@ -13,14 +13,14 @@ from http.server import BaseHTTPRequestHandler
 
 import pytest
 
-from agent.credentials import generate_key
+from agent.core.credentials import generate_key
+from agent.core.results import ErrorClass, Status
+from agent.core.settings import get_settings
 from agent.plugins.client import ClientLimits, build_pool
 from agent.plugins.installation import InstallationProbe, InstallationSpec
 from agent.plugins.mcp import McpProbe, McpSpec
 from agent.probes import probe_for
-from agent.probes.base import ErrorClass, Status
-from agent.settings import get_settings
-from tasks.health import resolver_for
+from tasks.common import resolver_for
 from tests.fixtures.plugin_servers import self_signed
 from tests.support import free_port, serving_http
 

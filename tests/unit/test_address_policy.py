@@ -2,8 +2,8 @@ import ipaddress
 
 import pytest
 
-from agent.address_policy import AddressPolicy, Family, networks
-from agent.settings import ConfigError, load_settings
+from agent.core.addresses import AddressPolicy, Family, networks
+from agent.core.settings import ConfigError, load_settings
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -9,9 +9,9 @@ import pytest
 from celery.beat import ScheduleEntry
 from celery.schedules import crontab, schedule
 
-from agent.beat import RUN_LEASE, RUN_SHARE, TICKS_PER_TTL, LeaderScheduler, resume_from
 from agent.celery import create_app
-from agent.settings import Settings, get_settings
+from agent.core.settings import Settings, get_settings
+from agent.runtime.beat import RUN_LEASE, RUN_SHARE, TICKS_PER_TTL, LeaderScheduler, resume_from
 from models import session as db
 from tests.support import free_port
 

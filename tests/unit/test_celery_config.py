@@ -1,8 +1,9 @@
 import pytest
 
 import beat_schedule
-from agent.celery import beat_entries, celery_config, check_task_limits, create_app
-from agent.settings import JOB_QUEUES, ConfigError, Settings
+from agent.celery import celery_config, check_task_limits, create_app
+from agent.core.settings import JOB_QUEUES, ConfigError, Settings
+from agent.runtime.schedule import beat_entries
 
 
 @pytest.fixture

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from agent import contract, schemas, watch
+from agent.api import contract, schemas
 from agent.benchmarks.formats import FORMATS
 from agent.celery import app
-from agent.settings import DEFAULT_QUEUE, JOB_QUEUES
+from agent.cli import watch
+from agent.core.settings import DEFAULT_QUEUE, JOB_QUEUES
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "docs" / "schemas"
 HEAVY = ("sqlalchemy", "psycopg", "paramiko", "docker", "kubernetes", "pydantic", "models", "tasks")
@@ -73,7 +74,7 @@ def test_a_result_with_a_field_the_contract_does_not_know_is_refused():
 
 
 def test_importing_the_client_loads_none_of_the_workers_dependencies():
-    code = f"import sys, agent.client; print([m for m in {HEAVY!r} if m in sys.modules])"
+    code = f"import sys, agent.api.client; print([m for m in {HEAVY!r} if m in sys.modules])"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )

@@ -2,8 +2,8 @@ import os
 
 import pytest
 
-from agent.credentials import CredentialError, SecretResolver, generate_key
-from agent.secret_scope import SecretScope
+from agent.core.credentials import CredentialError, SecretResolver, generate_key
+from agent.core.secret_scope import SecretScope
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -1,7 +1,7 @@
 import pytest
 
-from agent.damping import HealthState, InstanceStatus, Policy, next_state
-from agent.probes.base import ErrorClass, ProbeResult, Status
+from agent.core.damping import HealthState, InstanceStatus, Policy, next_state
+from agent.core.results import ErrorClass, ProbeResult, Status
 
 POLICY = Policy(failures_before_offline=3, successes_before_online=2)
 OK = ProbeResult(kind="ssh", status=Status.OK, latency_ms=1.0)

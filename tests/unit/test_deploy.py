@@ -9,8 +9,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from agent.cli import main as cli
-from agent.settings import QUEUES, Settings
+from agent.cli.commands import main as cli
+from agent.core.settings import QUEUES, Settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 KUBERNETES = DEPLOY / "kubernetes"

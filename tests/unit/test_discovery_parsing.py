@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
+from agent.core.results import ErrorClass, ProbeError
 from agent.discovery import docker, kubernetes, systemd
 from agent.discovery.base import SCRUBBED, DiscoveredService, Discoverer, scrub_labels
-from agent.probes.base import ErrorClass, ProbeError
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "discovery"
 

@@ -1,7 +1,7 @@
 import pytest
 
 from agent.discovery.base import DiscoveredService
-from agent.plugins_match import image_names, plugin_for, rules_from
+from agent.discovery.matching import image_names, plugin_for, rules_from
 
 
 def container(image, labels=None):

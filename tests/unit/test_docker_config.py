@@ -7,16 +7,10 @@ from docker.errors import APIError, DockerException
 from pydantic import ValidationError
 from urllib3.exceptions import ProtocolError
 
-from agent.credentials import SecretResolver
-from agent.probes.base import ErrorClass, Status
-from agent.probes.docker import (
-    DEFAULT_DOCKER_HOST,
-    Config,
-    count_states,
-    error_class,
-    from_instance,
-    verdict,
-)
+from agent.connections.docker import DEFAULT_DOCKER_HOST, Config, error_class
+from agent.core.credentials import SecretResolver
+from agent.core.results import ErrorClass, Status
+from agent.probes.docker import count_states, from_instance, verdict
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -1,7 +1,7 @@
 import pytest
 
-from agent import flower
-from agent.settings import get_settings
+from agent.core.settings import get_settings
+from agent.runtime import flower
 
 FLOWER_ARGV = ["/venv/bin/celery", "-A", "agent", "flower", "--port=5555"]
 

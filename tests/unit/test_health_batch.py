@@ -8,9 +8,10 @@ import time
 import pytest
 
 from agent import health
-from agent.clock import Clock
+from agent.core.clock import Clock
+from agent.core.results import ErrorClass, Observation
 from agent.health import InstanceSpec, check_all
-from agent.probes.base import ErrorClass, Observation, Probe
+from agent.probes.base import Probe
 
 
 class Recording(Probe):

@@ -3,10 +3,11 @@ import datetime as dt
 import pytest
 from pydantic import ValidationError
 
+from agent.core.prune_targets import PruneTarget
+from agent.core.settings import ConfigError, load_settings
 from agent.housekeeping import (
     SESSION_TARGETS,
     BatchSizer,
-    PruneTarget,
     Tally,
     cutoffs,
     lock_key,
@@ -14,7 +15,6 @@ from agent.housekeeping import (
     prune_targets,
     render_plan,
 )
-from agent.settings import ConfigError, load_settings
 
 UTC = dt.UTC
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import certifi
 
-from agent.credentials import SecretResolver
+from agent.core.credentials import SecretResolver
 from agent.probes import http
 
 NO_KEY = SecretResolver(None)

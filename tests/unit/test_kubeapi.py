@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from agent.probes.base import ErrorClass, ProbeError
-from agent.probes.kubeapi import Deadline, Page
+from agent.connections.kubeapi import Deadline, Page
+from agent.core.results import ErrorClass, ProbeError
 
 pytestmark = pytest.mark.timeout(10)
 

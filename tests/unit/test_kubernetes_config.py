@@ -7,9 +7,10 @@ import base64
 import pytest
 import yaml
 
-from agent.credentials import SecretResolver
+from agent.connections import kubernetes as kube
+from agent.core.credentials import SecretResolver
+from agent.core.results import ErrorClass, ProbeError, Status
 from agent.probes import kubernetes
-from agent.probes.base import ErrorClass, ProbeError, Status
 from tests.fixtures.kube_apiserver import generate_ca_pem, kubeconfig
 
 pytestmark = pytest.mark.timeout(10)
@@ -24,7 +25,7 @@ def resolver() -> SecretResolver:
 
 def config_error(connection_config: dict, host: str = "k8s.example") -> str:
     with pytest.raises(ProbeError) as caught:
-        kubernetes.parse_config(host, None, connection_config)
+        kube.parse_config(host, None, connection_config)
     assert caught.value.error_class is ErrorClass.CONFIG
     return str(caught.value)
 
@@ -104,20 +105,20 @@ def test_a_pod_is_ready_when_succeeded_or_running_and_ready(phase, ready, is_rea
 
 
 def test_a_token_config_defaults_to_the_instances_host_on_port_6443():
-    config = kubernetes.parse_config("k8s.example", None, {"token": "env:KUBE_TOKEN"})
+    config = kube.parse_config("k8s.example", None, {"token": "env:KUBE_TOKEN"})
 
     assert config.server == "https://k8s.example:6443"
     assert config.verify is True
 
 
 def test_an_ipv6_host_and_its_port_make_a_bracketed_url():
-    config = kubernetes.parse_config("fd00::1", 443, {"token": "env:KUBE_TOKEN"})
+    config = kube.parse_config("fd00::1", 443, {"token": "env:KUBE_TOKEN"})
 
     assert config.server == "https://[fd00::1]:443"
 
 
 def test_an_api_url_wins_over_the_host():
-    config = kubernetes.parse_config(
+    config = kube.parse_config(
         "ignored", None, {"api_url": "https://api.example/", "token": "env:T"}
     )
 
@@ -153,9 +154,7 @@ def test_a_token_config_without_any_host_is_refused():
 
 
 def test_only_the_explicit_flag_turns_verification_off():
-    config = kubernetes.parse_config(
-        "h", None, {"token": "env:T", "insecure_skip_tls_verify": True}
-    )
+    config = kube.parse_config("h", None, {"token": "env:T", "insecure_skip_tls_verify": True})
 
     assert config.verify is False
 
@@ -178,13 +177,13 @@ def test_a_secret_that_cannot_be_resolved_is_a_config_result(resolver, monkeypat
     assert "AGENT_SECRET_KUBE_TOKEN_MISSING" in result.message
 
 
-def kubeconfig_connection(document: dict | str, monkeypatch, **config) -> kubernetes.Connection:
+def kubeconfig_connection(document: dict | str, monkeypatch, **config) -> kube.Connection:
     text = document if isinstance(document, str) else yaml.safe_dump(document)
     monkeypatch.setenv("AGENT_SECRET_KUBECONFIG_UNDER_TEST", text)
-    parsed = kubernetes.parse_config(
+    parsed = kube.parse_config(
         "", None, {"kubeconfig": "env:AGENT_SECRET_KUBECONFIG_UNDER_TEST", **config}
     )
-    return kubernetes.connection_for(parsed, SecretResolver(None))
+    return kube.connection_for(parsed, SecretResolver(None))
 
 
 def kubeconfig_of(**user) -> dict:
@@ -253,7 +252,7 @@ def test_a_client_is_built_without_touching_the_global_configuration(monkeypatch
     before = Configuration.get_default_copy().host
     connection = kubeconfig_connection(kubeconfig_of(), monkeypatch)
 
-    with kubernetes.client_for(connection, kubernetes.Deadline(3.0)) as api:
+    with kube.client_for(connection, kube.Deadline(3.0)) as api:
         assert api.configuration.host == "https://10.0.0.1:6443"
         assert api.configuration.api_key == {"BearerToken": "canary-kube-token"}
         assert api.secrets == ("canary-kube-token",)

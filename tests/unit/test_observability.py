@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from agent import liveness, logs, metrics
-from agent.concurrency import each
+from agent.core import logs
+from agent.core.concurrency import each
+from agent.runtime import liveness, metrics
 
 
 @pytest.fixture

@@ -4,10 +4,11 @@ import threading
 
 import pytest
 
-from agent.clock import Clock
-from agent.credentials import SecretResolver
-from agent.damping import Policy
-from agent.plugins import report
+from agent.cli.reports import plugins as report
+from agent.core.clock import Clock
+from agent.core.credentials import SecretResolver
+from agent.core.damping import Policy
+from agent.core.results import ErrorClass, Observation, ProbeError, ProbeResult, Status
 from agent.plugins.auth import AuthConfig, TokenCache, authenticate, token_key
 from agent.plugins.installation import (
     InstallationSpec,
@@ -15,9 +16,10 @@ from agent.plugins.installation import (
     health_path_of,
     judge,
 )
-from agent.plugins.mcp import McpSpec, ToolInfo, check_mcp_servers, diff_tools
+from agent.plugins.mcp import McpSpec, check_mcp_servers
 from agent.plugins.outcome import Health, Prior, conclude, health_of
-from agent.probes.base import ErrorClass, Observation, Probe, ProbeError, ProbeResult, Status
+from agent.plugins.tools import ToolInfo, diff_tools
+from agent.probes.base import Probe
 
 OK = ProbeResult(kind="plugin.http", status=Status.OK, latency_ms=1.0)
 FAIL = ProbeResult(kind="plugin.http", status=Status.CRITICAL, latency_ms=1.0, message="HTTP 500")

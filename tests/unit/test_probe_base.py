@@ -3,17 +3,17 @@ import ssl
 
 import pytest
 
-from agent.probes.base import (
+from agent.core.results import (
     MAX_MESSAGE_CHARS,
     SCRUBBED,
     ErrorClass,
     Observation,
-    Probe,
     ProbeError,
     Status,
     classify,
     scrub,
 )
+from agent.probes.base import Probe
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -136,7 +136,7 @@ def test_messages_are_capped():
 
 @pytest.mark.parametrize("kind", ["http", "kubernetes", "ssh"])
 def test_a_secret_encrypted_with_another_key_is_a_transient_config_error(kind):
-    from agent.credentials import SecretResolver, generate_key
+    from agent.core.credentials import SecretResolver, generate_key
     from agent.probes import probe_for
 
     foreign = SecretResolver(generate_key()).encrypt("canary-foreign-key")
@@ -149,7 +149,7 @@ def test_a_secret_encrypted_with_another_key_is_a_transient_config_error(kind):
 
 
 def test_a_refused_reference_is_a_config_error_that_is_not_transient():
-    from agent.credentials import SecretResolver
+    from agent.core.credentials import SecretResolver
     from agent.probes import probe_for
 
     config = {"bearer_token": "env:AGENT_SECRET_KEY"}

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from agent import profile
+from agent.cli import profile
 
 
 def a_profile(tmp_path, pid=None, **changes):

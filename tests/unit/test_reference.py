@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from agent import reference
+from agent.cli import reference
+from agent.core.settings import Settings
 from agent.probes import MODULES
-from agent.settings import Settings
 
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "docs" / "reference"
 
@@ -42,7 +42,7 @@ def test_the_connections_page_marks_secret_fields_and_required_ones():
 
 
 def test_a_union_result_names_each_of_its_types_with_a_link():
-    from agent.contract import CheckSummary, NotChecked
+    from agent.api.contract import CheckSummary, NotChecked
 
     text = reference.type_text(CheckSummary | NotChecked)
     assert text == "[`CheckSummary`](#checksummary) or [`NotChecked`](#notchecked)"

@@ -1,6 +1,6 @@
 import pytest
 
-from agent.settings import (
+from agent.core.settings import (
     ConfigError,
     Settings,
     check_time_limits,

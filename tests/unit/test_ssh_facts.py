@@ -2,7 +2,7 @@ import subprocess
 
 import pytest
 
-from agent.probes.base import Status
+from agent.core.results import Status
 from agent.probes.ssh import (
     FACTS_COMMAND,
     MARK,

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from agent.credentials import SecretResolver
+from agent.connections.known_hosts import KnownHosts
+from agent.core.credentials import SecretResolver
+from agent.core.results import ErrorClass, ProbeError
 from agent.discovery.base import DiscoveredService, Discoverer, Discovery
-from agent.known_hosts import KnownHosts
 from agent.probes import from_instance
-from agent.probes.base import ErrorClass, ProbeError
 
 MODULES = {
     "docker_api": "agent.discovery.docker",

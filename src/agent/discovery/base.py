@@ -17,8 +17,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from agent.probes.base import SCRUBBED, ErrorClass, classify, scrub
-from agent.probes.deadline import deadline_scope
+from agent.connections.deadline import deadline_scope
+from agent.core.results import SCRUBBED, ErrorClass, classify, scrub
 
 RUNNING, DEGRADED, STOPPED, ERROR, UNKNOWN, MISSING = (
     "running",
@@ -109,7 +109,7 @@ class Discoverer(ABC):
 
     kind: ClassVar[str]
     types: ClassVar[frozenset[str]]
-    timeout_s: float = math.inf  # the deadline HTTP clients obey (`agent.probes.deadline`)
+    timeout_s: float = math.inf  # the deadline HTTP clients obey (`agent.connections.deadline`)
 
     @abstractmethod
     def discover(self) -> tuple[list[DiscoveredService], str]:

@@ -30,7 +30,9 @@ import paramiko
 import requests
 from docker.errors import DockerException
 
-from agent.credentials import SecretResolver
+from agent.connections import docker as engine_api
+from agent.core.credentials import SecretResolver
+from agent.core.results import ErrorClass, parse_config
 from agent.discovery.base import (
     ANY_ADDRESS,
     ERROR,
@@ -40,8 +42,6 @@ from agent.discovery.base import (
     Discoverer,
     scrub_labels,
 )
-from agent.probes import docker as probe
-from agent.probes.base import ErrorClass, parse_config
 
 TYPE = "docker_container"
 HEALTH_URL_LABEL = "org.infra-agent.health-url"
@@ -138,7 +138,7 @@ def health_by_id(api: docker.APIClient) -> dict[str, str]:
     """Each container's health verdict, from one filtered list call per verdict."""
     return {
         entry["Id"]: verdict
-        for verdict in probe.HEALTHS
+        for verdict in engine_api.HEALTHS
         for entry in api.containers(all=True, filters={"health": verdict})
     }
 
@@ -151,15 +151,15 @@ class DockerDiscoverer(Discoverer):
 
     def __init__(self, raw: Mapping[str, Any], resolver: SecretResolver, timeout_s: float):
         self._raw = raw
-        self._resolver = probe.RecordingResolver(resolver)
+        self._resolver = engine_api.RecordingResolver(resolver)
         self.timeout_s = timeout_s
 
     def discover(self) -> tuple[list[DiscoveredService], str]:
         """Every container, whatever its state."""
-        config = parse_config(probe.Config, self._raw)
-        probe.check_socket(config, self.timeout_s)
+        config = parse_config(engine_api.Config, self._raw)
+        engine_api.check_socket(config, self.timeout_s)
         try:
-            with probe.client_for(config, self._resolver, self.timeout_s) as api:
+            with engine_api.client_for(config, self._resolver, self.timeout_s) as api:
                 listed = api.containers(all=True)
                 health = health_by_id(api)
         except (
@@ -169,7 +169,7 @@ class DockerDiscoverer(Discoverer):
             OSError,
             paramiko.SSHException,
         ) as exc:
-            raise probe.explain(exc, config, self.timeout_s) from exc
+            raise engine_api.explain(exc, config, self.timeout_s) from exc
         host = str(self._raw.get("host") or "")
         services = [service_of(e, health.get(e.get("Id", "")), host) for e in listed]
         return services, f"{len(services)} containers"
@@ -180,7 +180,7 @@ class DockerDiscoverer(Discoverer):
 
     def classify(self, exc: BaseException) -> ErrorClass:
         """Docker SDK failures by their cause, like the probe."""
-        return probe.error_class(exc)
+        return engine_api.error_class(exc)
 
 
 def from_instance(

@@ -2,9 +2,9 @@
 
 Deployments, StatefulSets and DaemonSets become `kubernetes_deployment`,
 `kubernetes_statefulset` and `kubernetes_daemonset` services, Services become
-`kubernetes_service`; each is named `<namespace>/<name>`. The connection is the probe's
-(`agent.probes.kubernetes.api_client_for`: same config, secrets and TLS rules), and Lists
-are paged the same way. `connection_config.namespaces` (a list of names) limits discovery
+`kubernetes_service`; each is named `<namespace>/<name>`. The connection is the one the probe
+uses (`agent.connections.kubernetes.api_client_for`: same config, secrets and TLS rules), and
+Lists are paged the same way. `connection_config.namespaces` (a list of names) limits discovery
 to those namespaces; without it every namespace is read with cluster-wide List calls.
 
 Status, from ready against desired replicas (a DaemonSet's desired count is the number of
@@ -19,7 +19,7 @@ Service) is not reported.
 Each namespace (or kind, cluster-wide) is listed on its own: a List the credentials may not
 read (403) is named in the outcome's message and its services are `unread`, so
 reconciliation never marks them missing; only when every List is forbidden does discovery
-fail (`auth`). Lists are bounded like the probe's (`agent.probes.kubeapi`).
+fail (`auth`). Lists are bounded like the probe's (`agent.connections.kubeapi`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agent.credentials import SecretResolver
+from agent.connections import kubeapi
+from agent.connections import kubernetes as kube
+from agent.core.credentials import SecretResolver
+from agent.core.results import ErrorClass, parse_config
 from agent.discovery.base import (
     DEGRADED,
     ERROR,
@@ -42,8 +45,6 @@ from agent.discovery.base import (
     Discoverer,
     scrub_labels,
 )
-from agent.probes import kubernetes as probe
-from agent.probes.base import ErrorClass, parse_config
 
 # kind: (service type, the resource's plural in the API)
 WORKLOADS = {
@@ -165,7 +166,7 @@ def service_service(obj: Mapping[str, Any]) -> DiscoveredService:
 class Read:
     """One List discovery reads: where, what it makes, and what it leaves unread if forbidden."""
 
-    listing: probe.Listing
+    listing: kubeapi.Listing
     make: Callable[[Mapping[str, Any]], DiscoveredService | None]
     unread: tuple[str, str]  # (service type, name prefix) kept as they are when forbidden
 
@@ -190,7 +191,7 @@ def reads(namespaces: tuple[str, ...] | None) -> Iterator[Read]:
         where = f" in {namespace}" if namespace else ""
         prefix = f"{namespace}/" if namespace else ""
         for group, plural, service_type, make in _resources():
-            listing = probe.Listing(f"{group}{scope}/{plural}", plural, f"list {plural}{where}")
+            listing = kubeapi.Listing(f"{group}{scope}/{plural}", plural, f"list {plural}{where}")
             yield Read(listing, make, (service_type, prefix))
 
 
@@ -205,7 +206,7 @@ def _append(make):
 
 
 class KubernetesDiscoverer(Discoverer):
-    """Lists a cluster's workloads and Services through the probe's client."""
+    """Lists a cluster's workloads and Services through the client the probe uses."""
 
     kind = "kubernetes"
     types = frozenset({*(t for t, _ in WORKLOADS.values()), SERVICE_TYPE})
@@ -226,10 +227,10 @@ class KubernetesDiscoverer(Discoverer):
 
     def discover(self) -> tuple[list[DiscoveredService], str]:
         """Every workload and Service in the wanted namespaces that the credentials may list."""
-        config = probe.parse_config(*self._raw)
+        config = kube.parse_config(*self._raw)
         options = parse_config(Options, self._raw[2] or {})
-        deadline = probe.Deadline(self.timeout_s)
-        with probe.api_client_for(config, self._resolver, deadline) as api:
+        deadline = kubeapi.Deadline(self.timeout_s)
+        with kube.api_client_for(config, self._resolver, deadline) as api:
             self._secrets = api.secrets
             found, forbidden = self._read(
                 api, list(reads(options.namespaces)), deadline, config.limits
@@ -246,13 +247,13 @@ class KubernetesDiscoverer(Discoverer):
         unread: list[tuple[str, str]] = []
         for read in wanted:
             step = _append(read.make)
-            items = probe.readable(api, read.listing, deadline, limits, list, step, forbidden)
+            items = kube.readable(api, read.listing, deadline, limits, list, step, forbidden)
             if items is None:
                 unread.append(read.unread)
             else:
                 found += items
         if len(unread) == len(wanted):  # nothing at all may be read: a failure, not a warning
-            raise probe.Forbidden(f"forbidden (HTTP 403): {', '.join(forbidden)}", "everything")
+            raise kubeapi.Forbidden(f"forbidden (HTTP 403): {', '.join(forbidden)}", "everything")
         self._unread = tuple(unread)
         return found, forbidden
 
@@ -265,8 +266,8 @@ class KubernetesDiscoverer(Discoverer):
         return self._unread
 
     def classify(self, exc: BaseException) -> ErrorClass:
-        """Client failures by what they wrap, like the probe."""
-        return probe.explain(exc)[0]
+        """Client failures by what they wrap, as the probe classifies them."""
+        return kube.explain(exc)[0]
 
 
 def from_instance(

@@ -28,6 +28,9 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from agent.connections.known_hosts import KnownHosts
+from agent.connections.sshpool import TransportPool
+from agent.core.results import ErrorClass, ProbeError
 from agent.discovery.base import (
     ANY_ADDRESS,
     ERROR,
@@ -37,10 +40,7 @@ from agent.discovery.base import (
     DiscoveredService,
     Discoverer,
 )
-from agent.known_hosts import KnownHosts
 from agent.probes import ssh
-from agent.probes.base import ErrorClass, ProbeError
-from agent.probes.sshpool import TransportPool
 
 TYPE = "systemd_service"
 MARK = "@@agent-discovery:"

@@ -33,11 +33,11 @@ from typing import Any, Literal
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.credentials import PREFIXES, SecretResolver
+from agent.connections.capped import too_large
+from agent.core.credentials import PREFIXES, SecretResolver
+from agent.core.results import ErrorClass, ProbeError, parse_config
 from agent.plugins.client import Pool
 from agent.probes.aiohttp_errors import translated
-from agent.probes.base import ErrorClass, ProbeError, parse_config
-from agent.probes.capped import too_large
 
 AUTH_TYPES = ("none", "api_key", "bearer", "oauth2")
 MAX_TOKEN_BYTES = 64 * 1024

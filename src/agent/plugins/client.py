@@ -8,9 +8,10 @@ connection at its deadline is a timeout. TLS is always verified against the syst
 with one TLS context built with the client. Cookies are never kept: one installation's
 session must not ride along on another's request to the same host (they may belong to
 different spaces). Proxies from the environment are ignored, redirects are not followed, and
-only addresses the plugins' address policy permits are connected to (`agent.guarded`). After
-a fork the child builds its own client on its own loop. Every request ends by its check's
-deadline: the check is cancelled when it passes (`agent.probes.aio.run_async`).
+only addresses the plugins' address policy permits are connected to
+(`agent.connections.guarded`). After a fork the child builds its own client on its own loop.
+Every request ends by its check's deadline: the check is cancelled when it passes
+(`agent.probes.aio.run_async`).
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from agent.address_policy import Family, current
-from agent.guarded import GuardedConnector
+from agent.connections.address_policy import current
+from agent.connections.guarded import GuardedConnector
+from agent.core.addresses import Family
 from agent.probes.aio import process_loop
 
 USER_AGENT = "infra-agent"

@@ -19,15 +19,15 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from agent.clock import Clock
-from agent.credentials import SecretResolver
-from agent.damping import Policy
+from agent.core.clock import Clock
+from agent.core.credentials import SecretResolver
+from agent.core.damping import Policy
+from agent.core.results import ErrorClass, Observation, ProbeError, ProbeResult, Status, late_result
 from agent.plugins.auth import Authenticated, TokenCache, authenticate, shared_tokens
 from agent.plugins.client import Pool
 from agent.plugins.outcome import PluginChecked, Prior, conclude
 from agent.probes.aio import each_async, run_on_loop, run_probe
 from agent.probes.aiohttp_errors import AiohttpErrors, translated
-from agent.probes.base import ErrorClass, Observation, ProbeError, ProbeResult, Status, late_result
 from agent.probes.http import HttpProbe
 
 PLUGIN_TYPE = "installation"

@@ -12,7 +12,7 @@ no WebSocket client; both are recorded as not checkable (health `unknown`), thei
 Only addresses the plugins' address policy permits are connected to, and redirects are not
 followed. Each check uses its own HTTP client: cookies and sessions of one tenant's server
 never reach another's. The clients share the process's one TLS context. Tool lists are
-diffed here (`diff_tools`), written by the store.
+diffed by `agent.plugins.tools.diff_tools`, written by the store.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import importlib.metadata
 import json
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,16 +37,18 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import Implementation
 from pydantic import ValidationError
 
-from agent.address_policy import Family, current
-from agent.clock import Clock
-from agent.credentials import SecretResolver
-from agent.damping import Policy
-from agent.guarded import guard_httpx
+from agent.connections.address_policy import current
+from agent.connections.capped import CappedAsyncTransport
+from agent.connections.deadline import remaining_s
+from agent.connections.guarded import guard_httpx
+from agent.core.addresses import Family
+from agent.core.clock import Clock
+from agent.core.credentials import SecretResolver
+from agent.core.damping import Policy
+from agent.core.results import ErrorClass, Observation, ProbeError, ProbeResult, Status, late_result
 from agent.plugins.outcome import PluginChecked, Prior, conclude
+from agent.plugins.tools import ToolInfo
 from agent.probes.aio import each_async, run_on_loop, run_probe
-from agent.probes.base import ErrorClass, Observation, ProbeError, ProbeResult, Status, late_result
-from agent.probes.capped import CappedAsyncTransport
-from agent.probes.deadline import remaining_s
 from agent.probes.http import HttpProbe
 
 PLUGIN_TYPE = "mcp_server"
@@ -70,52 +72,6 @@ class McpSpec:
     tenant_id: str | None = None
     prior: Prior = field(default_factory=Prior)
     policy: Policy = field(default_factory=Policy)
-
-
-@dataclass(frozen=True)
-class ToolInfo:
-    """One tool as the server lists it."""
-
-    name: str
-    description: str | None
-    input_schema: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class ToolChanges:
-    """How a server's listed tools differ from the recorded ones."""
-
-    added: tuple[ToolInfo, ...] = ()
-    changed: tuple[ToolInfo, ...] = ()
-    removed: tuple[str, ...] = ()
-    unchanged: tuple[str, ...] = ()
-
-    def counts(self) -> dict[str, int]:
-        """How many tools of each kind, for summaries."""
-        return {
-            "added": len(self.added),
-            "changed": len(self.changed),
-            "removed": len(self.removed),
-            "unchanged": len(self.unchanged),
-        }
-
-
-def diff_tools(recorded: Mapping[str, ToolInfo | None], listed: Sequence[ToolInfo]) -> ToolChanges:
-    """Compare a listing with the recorded tools (None for a tool marked removed)."""
-    listed_names = {tool.name for tool in listed}
-    added, changed, unchanged = [], [], []
-    for tool in listed:
-        before = recorded.get(tool.name)
-        if tool.name not in recorded or before is None:
-            added.append(tool)
-        elif before != tool:
-            changed.append(tool)
-        else:
-            unchanged.append(tool.name)
-    removed = sorted(
-        name for name, tool in recorded.items() if tool is not None and name not in listed_names
-    )
-    return ToolChanges(tuple(added), tuple(changed), tuple(removed), tuple(unchanged))
 
 
 class McpProbe(HttpProbe):

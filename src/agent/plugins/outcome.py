@@ -1,7 +1,7 @@
 """What a plugin check concludes: its health word, its damped status, since when and why.
 
 `health_status` is the verdict of this one check, in a fixed vocabulary; `status` is damped
-with `agent.damping` (N failures in a row before `error`, M successes before `active`).
+with `agent.core.damping` (N failures in a row before `error`, M successes before `active`).
 The damping machine's ONLINE is a plugin's `active`, OFFLINE and ERROR are its `error`.
 """
 
@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from agent.damping import HealthState, InstanceStatus, Policy, next_state
-from agent.probes.base import ErrorClass, ProbeResult, Status
+from agent.core.damping import HealthState, InstanceStatus, Policy, next_state
+from agent.core.results import ErrorClass, ProbeResult, Status
 
 ACTIVE = "active"
 ERROR = "error"

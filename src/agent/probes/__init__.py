@@ -6,9 +6,10 @@ from collections.abc import Mapping
 from importlib import import_module
 from typing import Any
 
-from agent.credentials import SecretResolver
-from agent.known_hosts import KnownHosts
-from agent.probes.base import ErrorClass, Observation, Probe, ProbeError
+from agent.connections.known_hosts import KnownHosts
+from agent.core.credentials import SecretResolver
+from agent.core.results import ErrorClass, Observation, ProbeError, ProbeResult
+from agent.probes.base import InstanceFacts, Probe
 
 MODULES = {
     "ssh": "agent.probes.ssh",
@@ -16,6 +17,13 @@ MODULES = {
     "kubernetes": "agent.probes.kubernetes",
     "http": "agent.probes.http",
     "tcp": "agent.probes.tcp",
+}
+
+# The probe kinds whose facts say something the instance row keeps (by `ProbeResult.kind`).
+FACT_READERS = {
+    "ssh": "agent.probes.ssh",
+    "docker": "agent.probes.docker",
+    "kubernetes": "agent.probes.kubernetes",
 }
 
 
@@ -96,3 +104,11 @@ def secret_fields(connection_type: str | None) -> tuple[str, ...]:
     """The `connection_config` fields of `connection_type` that hold secret references."""
     name = MODULES.get(connection_type or "")
     return import_module(name).SECRET_FIELDS if name else ()
+
+
+def instance_facts(result: ProbeResult) -> InstanceFacts:
+    """The instance-row facts of a result, read the way its probe kind reports them."""
+    name = FACT_READERS.get(result.kind)
+    if name is None or not result.facts:
+        return InstanceFacts()
+    return import_module(name).instance_facts(result.facts)

@@ -9,7 +9,7 @@ task's log fields) travel with the coroutine. After a fork the child starts a lo
 
 `run_async(probe)` is `Probe.run()` for a coroutine check: the same result, never raising,
 with the check's whole deadline (connect, TLS, request, headers, body, token fetch) enforced
-by cancelling it. `each_async` is `agent.concurrency.each` for coroutines: a semaphore bounds
+by cancelling it. `each_async` is `agent.core.concurrency.each` for coroutines: a semaphore bounds
 the concurrency, and a check still running at the batch deadline is cancelled and concluded
 late, so a slow target holds its slot no longer than its own deadline.
 """
@@ -24,9 +24,10 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import Any, Protocol, TypeVar
 
-from agent import logs
-from agent.probes.base import ErrorClass, Observation, Probe, ProbeError, ProbeResult
-from agent.probes.deadline import deadline_scope
+from agent.connections.deadline import deadline_scope
+from agent.core import logs
+from agent.core.results import ErrorClass, Observation, ProbeError, ProbeResult
+from agent.probes.base import Probe
 
 _Item = TypeVar("_Item")
 _Result = TypeVar("_Result")

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import aiohttp
 
-from agent.probes.base import ErrorClass, ProbeError, classify
+from agent.core.results import ErrorClass, ProbeError, classify
 
 _OWN_CLASSES: tuple[tuple[type[BaseException], ErrorClass], ...] = (
     (aiohttp.InvalidURL, ErrorClass.CONFIG),

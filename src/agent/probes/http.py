@@ -16,14 +16,15 @@ Facts: `status_code`, `connect_ms`, `tls_ms`, `first_byte_ms` (request sent to r
 headers received: the server's own time plus one round trip), and for https
 `cert_not_after` (ISO 8601, UTC) and `cert_days_left`. The body is never read. Proxies
 from the environment are ignored: the probe measures the target, not the path to it. Only
-addresses the instances' address policy permits are connected to (`agent.address_policy`),
-and a redirect is never followed (its 3xx is the answer judged).
+addresses the instances' address policy permits are connected to
+(`agent.connections.address_policy`), and a redirect is never followed (its 3xx is the answer
+judged).
 
 Clients and their TLS contexts are built once per worker process (one per `verify_tls` and
 `ca_bundle`, rebuilt when the bundle file changes, and after a fork) and shared by all
 checks; connections are not kept between checks, so each check times a full connect. The
 whole request, from connect to the last header, ends by the check's deadline
-(`agent.probes.deadline`), however slowly the server answers: the policy's guard wraps
+(`agent.connections.deadline`), however slowly the server answers: the policy's guard wraps
 the deadline's network backend, so both hold on every connection of the shared clients.
 """
 
@@ -41,11 +42,13 @@ import httpx
 from cryptography import x509
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agent.address_policy import Family, current
-from agent.credentials import CredentialError, SecretResolver
-from agent.guarded import guard_httpx
-from agent.probes.base import ErrorClass, Observation, Probe, ProbeError, Status, parse_config
-from agent.probes.deadline import bounded_transport
+from agent.connections.address_policy import current
+from agent.connections.deadline import bounded_transport
+from agent.connections.guarded import guard_httpx
+from agent.core.addresses import Family
+from agent.core.credentials import CredentialError, SecretResolver
+from agent.core.results import ErrorClass, Observation, ProbeError, Status, parse_config
+from agent.probes.base import Probe
 
 _SEVERITY = (Status.OK, Status.WARNING, Status.CRITICAL)
 _PHASES = {

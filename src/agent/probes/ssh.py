@@ -35,10 +35,17 @@ from typing import Any, TypeVar
 import paramiko
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from agent.credentials import SecretResolver
-from agent.known_hosts import KnownHosts, MemoryKnownHosts, host_entry, keyline_of, parse_keyline
-from agent.probes.base import ErrorClass, Observation, Probe, ProbeError, Status, parse_config
-from agent.probes.sshpool import TransportPool, default_pool
+from agent.connections.known_hosts import (
+    KnownHosts,
+    MemoryKnownHosts,
+    host_entry,
+    keyline_of,
+    parse_keyline,
+)
+from agent.connections.sshpool import TransportPool, default_pool
+from agent.core.credentials import SecretResolver
+from agent.core.results import ErrorClass, Observation, ProbeError, Status, parse_config
+from agent.probes.base import InstanceFacts, Probe, clip, resources
 from agent.probes.tcp import open_socket
 
 MAX_OUTPUT_BYTES = 256 * 1024
@@ -485,6 +492,26 @@ class SshProbe(Probe):
             return transport.open_session(timeout=min(_left(deadline), REUSED_CHANNEL_TIMEOUT_S))
         except (paramiko.SSHException, EOFError, OSError):
             return None
+
+
+def instance_facts(facts: Mapping[str, Any]) -> InstanceFacts:
+    """What the instance row keeps of this probe's facts: `os_type`, `os_version`, `resources`."""
+    version = " ".join(str(v) for v in (facts.get("os_name"), facts.get("os_version")) if v)
+    return InstanceFacts(
+        clip(facts.get("os_type")),
+        clip(version or facts.get("kernel")),
+        resources(
+            facts.get("cpu_count"),
+            {
+                "total_bytes": facts.get("memory_total_bytes"),
+                "available_bytes": facts.get("memory_available_bytes"),
+            },
+            {
+                "total_bytes": facts.get("disk_total_bytes"),
+                "free_bytes": facts.get("disk_free_bytes"),
+            },
+        ),
+    )
 
 
 def from_instance(

@@ -7,7 +7,7 @@
   and friends greet first) and report it; a server that stays silent is then a timeout.
 
 The address connected to must be permitted by the instances' address policy
-(`agent.address_policy`); SSH connects through the same function. Nothing is ever sent.
+(`agent.connections.address_policy`); SSH connects through the same function. Nothing is ever sent.
 Facts: `connect_ms`, and `banner` when asked for.
 """
 
@@ -20,10 +20,11 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent import address_policy
-from agent.address_policy import Family
-from agent.credentials import SecretResolver
-from agent.probes.base import ErrorClass, Observation, Probe, ProbeError, Status, parse_config
+from agent.connections import address_policy
+from agent.core.addresses import Family
+from agent.core.credentials import SecretResolver
+from agent.core.results import ErrorClass, Observation, ProbeError, Status, parse_config
+from agent.probes.base import Probe
 
 MAX_BANNER_BYTES = 1024
 _Model = TypeVar("_Model", bound=BaseModel)

@@ -11,7 +11,7 @@ from sqlalchemy import insert, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from agent.health import Checked, instance_facts
+from agent.health import Checked
 from models.agent import AgentKnownHost
 from models.auth import AuditLog
 
@@ -58,7 +58,7 @@ def record_health(session: Session, checked: Sequence[Checked]) -> set[uuid.UUID
 
 
 def _instance_row(checked: Checked) -> dict[str, Any]:
-    facts = instance_facts(checked.result)
+    facts = checked.row_facts
     return {
         "id": checked.spec.id,
         "status": checked.state.status.value,

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from agent.housekeeping import PruneTarget
+from agent.core.prune_targets import PruneTarget
 from models.store.health import AGENT_USER_AGENT
 from models.timeseries import Series, current_backend, partitions
 

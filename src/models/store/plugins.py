@@ -15,8 +15,8 @@ from sqlalchemy import insert, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from agent.plugins.mcp import ToolChanges, ToolInfo, diff_tools
 from agent.plugins.outcome import PluginChecked
+from agent.plugins.tools import ToolChanges, ToolInfo
 from models.auth import AuditLog
 from models.mcp import McpTool
 from models.plugins import AgentInstallationHealth
@@ -113,19 +113,18 @@ def _counters(checked: PluginChecked) -> dict[str, int]:
     }
 
 
-def record_mcp_servers(
-    session: Session, checked: Sequence[PluginChecked]
-) -> dict[str, dict[str, int]]:
-    """MCP server health, their tools, history and audit for a batch; tool changes by server."""
+def record_mcp_servers(session: Session, checked: Sequence[PluginChecked]) -> list[PluginChecked]:
+    """MCP server health, history and audit for a batch; the checks whose server was written.
+
+    Their tools are the caller's next step: `recorded_tools`, diff, `write_tools`.
+    """
     if not checked:
-        return {}
+        return []
     rows = json.dumps([_mcp_row(c) for c in checked])
     written = set(session.execute(_UPDATE_MCP_SERVERS, {"rows": rows}).scalars())
     kept = [c for c in checked if uuid.UUID(c.plugin_id) in written]
-    listed = {uuid.UUID(c.plugin_id): c.details["tools"] for c in kept if "tools" in c.details}
-    changes = sync_tools(session, listed)
     _finish(session, kept, "mcp_server")
-    return {str(server_id): change.counts() for server_id, change in changes.items()}
+    return kept
 
 
 def _mcp_row(checked: PluginChecked) -> dict[str, Any]:
@@ -152,26 +151,20 @@ def _server_info(facts: Mapping[str, Any]) -> dict[str, Any]:
     return {key: facts[key] for key in keys if key in facts}
 
 
-def sync_tools(
-    session: Session, listed: Mapping[uuid.UUID, Sequence[ToolInfo]]
-) -> dict[uuid.UUID, ToolChanges]:
+def write_tools(session: Session, changes: Mapping[uuid.UUID, ToolChanges]) -> None:
     """Make each server's tool rows match its listing: add, update, mark removed (never delete)."""
-    if not listed:
-        return {}
-    recorded = _recorded_tools(session, list(listed))
-    changes = {sid: diff_tools(recorded.get(sid, {}), tools) for sid, tools in listed.items()}
     _upsert_tools(session, changes)
     for server_id, change in changes.items():
         _touch_tools(session, server_id, change.unchanged, {})
         _touch_tools(
             session, server_id, change.removed, {"status": "removed", "removed_at": text("now()")}
         )
-    return changes
 
 
-def _recorded_tools(
+def recorded_tools(
     session: Session, server_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, dict[str, ToolInfo | None]]:
+    """The tools recorded for each server (None: marked removed), locked until the commit."""
     rows = session.execute(
         McpTool.__table__.select()
         .with_only_columns(

@@ -1,0 +1,195 @@
+"""The health-check job, between the database and the probes: no database work here.
+
+A batch of instance specs goes in; probes run concurrently (bounded, start times spread
+with jitter); out comes one `Checked` per instance with the raw result, the damped state,
+and the values the store writes: the operator's `health_status` document, OS and resources.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.core.clock import Clock, worker_clock
+from agent.core.concurrency import each
+from agent.core.damping import HealthState, InstanceStatus, Policy, next_state
+from agent.core.results import ProbeResult, late_result
+from agent.probes import instance_facts
+from agent.probes.base import InstanceFacts, Probe
+
+ZONE_TAG = "zone:"
+HEALTH_QUEUE = "health"
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """What a check needs to know about one `infrastructure_instances` row."""
+
+    id: str
+    name: str
+    connection_type: str | None
+    host: str
+    port: int | None
+    connection_config: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    tags: tuple[str, ...] = ()
+    state: HealthState = field(default_factory=HealthState)
+    policy: Policy = field(default_factory=Policy)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """One instance after its check: the raw result and the state it leads to."""
+
+    spec: InstanceSpec
+    result: ProbeResult
+    state: HealthState
+    checked_at: dt.datetime
+    # What the instance row keeps of the check, read by the probe kind's own reader.
+    row_facts: InstanceFacts = field(default_factory=InstanceFacts)
+
+    @property
+    def changed(self) -> bool:
+        """Whether the damped status moved."""
+        return self.state.status != self.spec.state.status
+
+    def health_status(self) -> dict[str, Any]:
+        """The JSON document an operator reads in `infrastructure_instances.health_status`."""
+        return {
+            "status": self.state.status.value,
+            "checked_at": self.checked_at.isoformat(),
+            "consecutive_failures": self.state.consecutive_failures,
+            "consecutive_successes": self.state.consecutive_successes,
+            "check": self.result.as_dict(),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON summary for task results and the CLI: nothing secret in it."""
+        return {
+            "instance_id": self.spec.id,
+            "name": self.spec.name,
+            "previous_status": self.spec.state.status.value,
+            **self.health_status(),
+        }
+
+
+def zone_of(tags: Sequence[str]) -> str | None:
+    """The zone named by a `zone:<name>` tag, if any."""
+    for tag in tags:
+        if tag.startswith(ZONE_TAG) and len(tag) > len(ZONE_TAG):
+            return tag[len(ZONE_TAG) :]
+    return None
+
+
+def queue_for(tags: Sequence[str]) -> str:
+    """`health`, or `health.<zone>` for an instance tagged `zone:<zone>`."""
+    zone = zone_of(tags)
+    return f"{HEALTH_QUEUE}.{zone}" if zone else HEALTH_QUEUE
+
+
+def policy_for(connection_config: Mapping[str, Any], default: Policy) -> Policy:
+    """The damping policy: the default, unless `connection_config.health` overrides it."""
+    override = connection_config.get("health")
+    if not isinstance(override, Mapping):
+        return default
+    failures = _positive(override.get("failures_before_offline"), default.failures_before_offline)
+    successes = _positive(override.get("successes_before_online"), default.successes_before_online)
+    return Policy(failures, successes)
+
+
+def _positive(value: object, default: int) -> int:
+    return (
+        value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else default
+    )
+
+
+def state_from(status: str | None, health_status: Mapping[str, Any] | None) -> HealthState:
+    """The damped state stored with an instance (unknown when never checked by the agent)."""
+    doc = health_status or {}
+    try:
+        current = InstanceStatus(status or "unknown")
+    except ValueError:
+        current = InstanceStatus.UNKNOWN
+    return HealthState(
+        current,
+        consecutive_failures=_count(doc.get("consecutive_failures")),
+        consecutive_successes=_count(doc.get("consecutive_successes")),
+    )
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def instance_fields(spec: InstanceSpec) -> dict[str, str]:
+    """The log fields of work on one instance."""
+    return {"instance_id": spec.id}
+
+
+def check_one(
+    spec: InstanceSpec, make_probe: Callable[[InstanceSpec], Probe], clock: Clock
+) -> Checked:
+    """Run the probe for `spec` and damp its result; the check is dated when it starts.
+
+    Dating the start keeps a check's time independent of how long its probe took (up to the
+    timeout), so the next sweep finds it due one interval later whether it answered or not.
+    """
+    started = clock.now()
+    result = make_probe(spec).run()
+    state = next_state(spec.state, result, spec.policy)
+    return Checked(spec, result, state, started, instance_facts(result))
+
+
+def check_all(
+    specs: Sequence[InstanceSpec],
+    make_probe: Callable[[InstanceSpec], Probe],
+    concurrency: int,
+    jitter_s: float = 0.0,
+    done: Callable[[], None] = lambda: None,
+    clock: Clock | None = None,
+    deadline_s: float | None = None,
+) -> list[Checked]:
+    """Check every instance, at most `concurrency` at once, each start delayed by up to jitter.
+
+    Start times are drawn up front and handed out in order, so a thread waits only until its
+    next start is due: jitter spreads a batch over `jitter_s` instead of adding its sleeps.
+    `done()` is called after each check, from the thread that made it. Checks are dated by
+    `clock` (the tasks pass the database's); without one, by this process's wall clock. A check
+    still running `deadline_s` from now is a TIMEOUT (`late_check`), so the rest is written.
+    """
+    clock = clock or worker_clock()
+    origin = time.monotonic()
+    starts = [random.uniform(0, jitter_s) for _ in specs]  # noqa: S311  (load spreading)
+    order = sorted(range(len(specs)), key=starts.__getitem__)
+
+    def delayed(index: int) -> Checked:
+        wait_s = origin + starts[index] - time.monotonic()
+        if wait_s > 0:
+            time.sleep(wait_s)
+        checked = check_one(specs[index], make_probe, clock)
+        done()
+        return checked
+
+    done = each(
+        delayed,
+        order,
+        concurrency,
+        lambda index: instance_fields(specs[index]),
+        deadline_s,
+        lambda index: late_check(specs[index], deadline_s or 0.0, clock),
+    )
+    by_index = dict(zip(order, done, strict=True))
+    return [by_index[index] for index in range(len(specs))]
+
+
+def late_check(spec: InstanceSpec, deadline_s: float, clock: Clock) -> Checked:
+    """The outcome of a check that had not ended by its batch's deadline: a TIMEOUT.
+
+    It is dated by `clock` (the database's, like every other check), when the deadline passed.
+    """
+    result = late_result(spec.connection_type or "unknown", deadline_s)
+    state = next_state(spec.state, result, spec.policy)
+    return Checked(spec, result, state, clock.now(), instance_facts(result))
