@@ -101,7 +101,8 @@ def million_rows(path, package, rows=1_000_000, month=5):
             series, step = divmod(i, 1000)
             out.write(
                 f"{package},bench/{series % 100},m{series // 100},{100 + i % 7},ms,"
-                f"2025-{month:02d}-{1 + step % 28:02d}T{step % 24:02d}:{step % 60:02d}:00Z,run-{step}\n"
+                f"2025-{month:02d}-{1 + step % 28:02d}T{step % 24:02d}:{step % 60:02d}:00Z,"
+                f"run-{step}\n"
             )
 
 
