@@ -44,3 +44,9 @@ def session_scope() -> Iterator[Session]:
     assert _factory is not None
     with _factory.begin() as session:
         yield session
+
+
+def ping_database() -> None:
+    """One `SELECT 1` on a pooled connection, outside any transaction (no BEGIN, no COMMIT)."""
+    with get_engine().connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql("SELECT 1")
