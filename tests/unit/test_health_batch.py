@@ -114,3 +114,24 @@ def test_a_check_late_at_the_batch_deadline_is_a_timeout_dated_by_the_batch_cloc
     assert late.result.error_class == ErrorClass.TIMEOUT
     assert "batch deadline" in late.result.message
     assert dt.timedelta(0) < late.checked_at - database.at < dt.timedelta(seconds=5)
+
+
+def test_a_check_that_ends_after_its_batch_returned_reports_no_progress():
+    # Its thread goes on past the deadline; a report then would overwrite the task's result.
+    release, reported = threading.Event(), []
+    check_all(
+        specs(1),
+        lambda spec: Stuck(release),
+        concurrency=1,
+        done=lambda: reported.append(threading.current_thread().name),
+        deadline_s=0.2,
+    )
+    release.set()
+    time.sleep(0.5)  # long enough for the released check to end and call done()
+    assert reported == []
+
+
+def test_checks_done_before_the_deadline_each_report_once():
+    reported = []
+    check_all(specs(5), lambda spec: Recording([]), concurrency=2, done=lambda: reported.append(1))
+    assert len(reported) == 5

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -143,6 +144,28 @@ def check_one(
     return Checked(spec, result, state, started, instance_facts(result))
 
 
+class UntilClosed:
+    """A `done` callback passed on until `close()`, and dropped after it.
+
+    A check still running at its batch's deadline goes on in its thread after the batch has
+    returned; its `done()` then must not report progress over the task's final state.
+    """
+
+    def __init__(self, done: Callable[[], None]) -> None:
+        self._done, self._open, self._lock = done, True, threading.Lock()
+
+    def __call__(self) -> None:
+        """Pass the call on, unless closed."""
+        with self._lock:
+            if self._open:
+                self._done()
+
+    def close(self) -> None:
+        """Drop every later call (one running now finishes first)."""
+        with self._lock:
+            self._open = False
+
+
 def check_all(
     specs: Sequence[InstanceSpec],
     make_probe: Callable[[InstanceSpec], Probe],
@@ -170,10 +193,11 @@ def check_all(
         if wait_s > 0:
             time.sleep(wait_s)
         checked = check_one(specs[index], make_probe, clock)
-        done()
+        report()
         return checked
 
-    done = each(
+    report = UntilClosed(done)
+    in_order = each(
         delayed,
         order,
         concurrency,
@@ -181,7 +205,8 @@ def check_all(
         deadline_s,
         lambda index: late_check(specs[index], deadline_s or 0.0, clock),
     )
-    by_index = dict(zip(order, done, strict=True))
+    report.close()
+    by_index = dict(zip(order, in_order, strict=True))
     return [by_index[index] for index in range(len(specs))]
 
 
