@@ -50,7 +50,7 @@ UNCONFIGURED_BROKER = "memory://unconfigured"
 
 def is_unix_socket(url: str | None) -> bool:
     """Whether a Redis URL names a Unix socket (`redis+socket:///path`), not a TCP address."""
-    return bool(url) and url.partition("://")[0].lower() in UNIX_SOCKET_SCHEMES
+    return bool(url) and str(url).partition("://")[0].lower() in UNIX_SOCKET_SCHEMES
 
 
 def broker_transport_options(settings: Settings, url: str | None = None) -> dict[str, object]:

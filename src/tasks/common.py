@@ -14,6 +14,7 @@ from typing import Any
 from celery import Task
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.orm import Session
 
 from agent.core.credentials import SecretResolver
 from agent.core.secret_scope import SecretScope
@@ -147,7 +148,7 @@ Batch = tuple[str, str, list[uuid.UUID]]
 
 
 def lease_chunks(
-    session: Any,
+    session: Session,
     ids: Sequence[uuid.UUID],
     size: int,
     ttl_s: float,

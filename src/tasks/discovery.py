@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from celery import shared_task
+from sqlalchemy.orm import Session
 
 from agent.api import contract
 from agent.connections.known_hosts import MemoryKnownHosts
@@ -105,7 +106,7 @@ def run_sweep(settings: Settings, holder: str, progress: Progress = quietly) -> 
     return send_batches(discover_batch, batches, settings.discovery_interval_s, progress)
 
 
-def lease_batches(session: Any, rows: Sequence[Any], size: int, ttl_s: float) -> list[Batch]:
+def lease_batches(session: Session, rows: Sequence[Any], size: int, ttl_s: float) -> list[Batch]:
     """Group rows by queue into batches, each leased to its future task id."""
     groups: dict[str, list[uuid.UUID]] = {}
     for row in rows:
@@ -118,7 +119,7 @@ def lease_batches(session: Any, rows: Sequence[Any], size: int, ttl_s: float) ->
 
 
 def take(
-    session: Any, ids: Sequence[uuid.UUID], holder: str, settings: Settings
+    session: Session, ids: Sequence[uuid.UUID], holder: str, settings: Settings
 ) -> tuple[list[InstanceSpec], MemoryKnownHosts, list[PluginRule]]:
     """Lease `ids` to `holder`; load their specs, trusted host keys and the plugin rules."""
     ttl_s = settings.task_time_limit_s + 60
@@ -230,7 +231,7 @@ def run_batch(
         deadline_s=batch_deadline_s(settings.task_soft_time_limit_s),
     )
     done = [reconcile_one(item, rules, known, holder) for item in found]
-    totals = Counter()
+    totals: Counter[str] = Counter()
     for item in done:
         totals.update({k: item[k] for k in ("seen", "new", "updated", "missing", "matched")})
     return {

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from celery import shared_task
+from sqlalchemy.orm import Session
 
 from agent.api import contract
 from agent.connections.known_hosts import MemoryKnownHosts
@@ -23,6 +24,7 @@ from agent.core.results import ProbeResult
 from agent.core.settings import Settings, get_settings
 from agent.health import Checked, InstanceSpec, check_all, queue_for
 from agent.probes import probe_for
+from agent.probes.base import Probe
 from models import queries, store
 from models.agent import instance_lease
 from models.session import session_scope
@@ -89,7 +91,7 @@ def plan_sweep(settings: Settings, holder: str) -> list[Batch] | None:
         return lease_batches(session, due, settings)
 
 
-def lease_batches(session: Any, due: Sequence[Any], settings: Settings) -> list[Batch]:
+def lease_batches(session: Session, due: Sequence[Any], settings: Settings) -> list[Batch]:
     """Group due rows by queue and kind into batches, each leased to its future task id."""
     groups: dict[tuple[str, str | None], list[uuid.UUID]] = {}
     for row in due:
@@ -145,7 +147,7 @@ def check_now(settings: Settings, instance_id: uuid.UUID, holder: str) -> dict[s
 
 
 def take(
-    session: Any, ids: Sequence[uuid.UUID], holder: str, settings: Settings
+    session: Session, ids: Sequence[uuid.UUID], holder: str, settings: Settings
 ) -> tuple[list[InstanceSpec], MemoryKnownHosts, Clock]:
     """Lease `ids` to `holder` and load what their checks need (the caller's transaction).
 
@@ -165,11 +167,11 @@ def take(
     return specs, known, clock
 
 
-def prober(settings: Settings, known: MemoryKnownHosts) -> Any:
+def prober(settings: Settings, known: MemoryKnownHosts) -> Callable[[InstanceSpec], Probe]:
     """A function that builds the probe for a spec with this worker's secrets and keys."""
     resolver = resolver_for(settings)
 
-    def make(spec: InstanceSpec) -> Any:
+    def make(spec: InstanceSpec) -> Probe:
         return probe_for(
             spec.connection_type,
             spec.host,
@@ -184,7 +186,7 @@ def prober(settings: Settings, known: MemoryKnownHosts) -> Any:
 
 
 def write(
-    session: Any,
+    session: Session,
     checked: Sequence[Checked],
     known: MemoryKnownHosts,
     holder: str,

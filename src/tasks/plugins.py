@@ -17,6 +17,7 @@ from functools import partial
 from typing import Any, Literal
 
 from celery import shared_task
+from sqlalchemy.orm import Session
 
 from agent.api import contract
 from agent.core.clock import Clock
@@ -123,7 +124,7 @@ def plan_refresh(settings: Settings, holder: str) -> list[PluginBatch] | None:
     with session_scope() as session:
         if not store.claim_leases(session, [REFRESH_LEASE], holder, sweep_lease_s(interval)):
             return None
-        due = {
+        due: dict[PluginType, Sequence[uuid.UUID]] = {
             INSTALLATION: queries.due_installations(session, interval, limit),
             MCP_SERVER: queries.due_mcp_servers(session, interval, limit),
         }
@@ -131,7 +132,7 @@ def plan_refresh(settings: Settings, holder: str) -> list[PluginBatch] | None:
 
 
 def lease_batches(
-    session: Any, kind: PluginType, ids: Sequence[uuid.UUID], settings: Settings
+    session: Session, kind: PluginType, ids: Sequence[uuid.UUID], settings: Settings
 ) -> list[PluginBatch]:
     """Batches of `ids`, each leased to its future task id."""
     ttl_s = settings.plugins_interval_s + settings.task_time_limit_s
@@ -174,7 +175,7 @@ def check_now(
 
 
 def take(
-    session: Any, kind: PluginType, ids: Sequence[uuid.UUID], holder: str, settings: Settings
+    session: Session, kind: PluginType, ids: Sequence[uuid.UUID], holder: str, settings: Settings
 ) -> tuple[list[Any], Clock]:
     """Lease `ids` to `holder` and load what their checks need (the caller's transaction).
 
@@ -188,7 +189,7 @@ def take(
 
 
 def specs_of(
-    session: Any, kind: PluginType, ids: Sequence[uuid.UUID], settings: Settings
+    session: Session, kind: PluginType, ids: Sequence[uuid.UUID], settings: Settings
 ) -> list[Any]:
     """What the checks of `ids` need, with the damping policy from settings."""
     policy = Policy(
@@ -292,7 +293,7 @@ def limits_of(settings: Settings) -> ClientLimits:
 
 
 def write(
-    session: Any,
+    session: Session,
     kind: PluginType,
     checked: Sequence[PluginChecked],
     holder: str,
@@ -308,7 +309,7 @@ def write(
     return tools
 
 
-def sync_tools(session: Any, kept: Sequence[PluginChecked]) -> dict[str, dict[str, int]]:
+def sync_tools(session: Session, kept: Sequence[PluginChecked]) -> dict[str, dict[str, int]]:
     """The written servers' tool rows made to match their listings; the changes by server."""
     listed = {uuid.UUID(c.plugin_id): c.details["tools"] for c in kept if "tools" in c.details}
     if not listed:

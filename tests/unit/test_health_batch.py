@@ -158,3 +158,24 @@ def test_a_mixed_batch_runs_its_coroutine_and_threaded_checks_at_once():
     checked = check_all(batch, lambda spec: probes[spec.id], concurrency=1, deadline_s=10)
     assert [c.result.kind for c in checked] == ["ssh", "tcp"]
     assert all(c.result.error_class is None for c in checked), [c.result for c in checked]
+
+
+def test_a_check_that_ends_after_its_batch_returned_reports_no_progress():
+    # Its thread goes on past the deadline; a report then would overwrite the task's result.
+    release, reported = threading.Event(), []
+    check_all(
+        specs(1),
+        lambda spec: Stuck(release),
+        concurrency=1,
+        done=lambda: reported.append(threading.current_thread().name),
+        deadline_s=0.2,
+    )
+    release.set()
+    time.sleep(0.5)  # long enough for the released check to end and call done()
+    assert reported == []
+
+
+def test_checks_done_before_the_deadline_each_report_once():
+    reported = []
+    check_all(specs(5), lambda spec: Recording([]), concurrency=2, done=lambda: reported.append(1))
+    assert len(reported) == 5

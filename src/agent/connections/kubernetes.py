@@ -369,7 +369,8 @@ def api_client_for(config: Config, resolver: SecretResolver, deadline: Deadline)
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
     """`exc` and everything it wraps: causes, contexts and urllib3's `reason`."""
-    pending, seen = [exc], set()
+    pending: list[BaseException | None] = [exc]
+    seen: set[int] = set()
     while pending:
         link = pending.pop(0)
         if link is None or id(link) in seen:

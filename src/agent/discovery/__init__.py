@@ -55,5 +55,5 @@ def discoverer_for(
 ) -> Discoverer:
     """The discoverer for an instance of `connection_type`; SSH trusts `known_hosts`."""
     args = (host, port, connection_config, resolver, timeout_s, known_hosts)
-    made = from_instance(MODULES, connection_type, *args)
+    made = from_instance(Discoverer, MODULES, connection_type, *args)
     return made if made is not None else UnsupportedDiscoverer(connection_type)

@@ -184,7 +184,11 @@ class DockerDiscoverer(Discoverer):
 
 
 def from_instance(
-    host: str, port: int | None, connection_config: Mapping[str, Any], resolver, timeout_s: float
+    host: str,
+    port: int | None,
+    connection_config: Mapping[str, Any],
+    resolver: SecretResolver,
+    timeout_s: float,
 ) -> DockerDiscoverer:
     """The discoverer of one `docker_api` instance."""
     return DockerDiscoverer({"host": host, "port": port, **connection_config}, resolver, timeout_s)

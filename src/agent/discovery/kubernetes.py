@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from kubernetes.client import ApiClient
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agent.connections import kubeapi
@@ -195,7 +196,9 @@ def reads(namespaces: tuple[str, ...] | None) -> Iterator[Read]:
             yield Read(listing, make, (service_type, prefix))
 
 
-def _append(make):
+def _append(
+    make: Callable[[Mapping[str, Any]], DiscoveredService | None],
+) -> Callable[[list[DiscoveredService], Mapping[str, Any]], list[DiscoveredService]]:
     def step(found: list[DiscoveredService], obj: Mapping[str, Any]) -> list[DiscoveredService]:
         service = make(obj)
         if service is not None:
@@ -241,7 +244,9 @@ class KubernetesDiscoverer(Discoverer):
             note += f"; WARNING: forbidden (HTTP 403, left as they were): {', '.join(forbidden)}"
         return found, note
 
-    def _read(self, api, wanted: list[Read], deadline, limits) -> tuple[list, list[str]]:
+    def _read(
+        self, api: ApiClient, wanted: list[Read], deadline: kubeapi.Deadline, limits: kubeapi.Limits
+    ) -> tuple[list[DiscoveredService], list[str]]:
         found: list[DiscoveredService] = []
         forbidden: list[str] = []
         unread: list[tuple[str, str]] = []
@@ -271,7 +276,11 @@ class KubernetesDiscoverer(Discoverer):
 
 
 def from_instance(
-    host: str, port: int | None, connection_config: Mapping[str, Any], resolver, timeout_s: float
+    host: str,
+    port: int | None,
+    connection_config: Mapping[str, Any],
+    resolver: SecretResolver,
+    timeout_s: float,
 ) -> KubernetesDiscoverer:
     """The discoverer of one `kubernetes` instance."""
     return KubernetesDiscoverer(host, port, connection_config, resolver, timeout_s)

@@ -30,6 +30,7 @@ from typing import Any
 
 from agent.connections.known_hosts import KnownHosts
 from agent.connections.sshpool import TransportPool
+from agent.core.credentials import SecretResolver
 from agent.core.results import ErrorClass, ProbeError
 from agent.discovery.base import (
     ANY_ADDRESS,
@@ -224,7 +225,7 @@ def from_instance(
     host: str,
     port: int | None,
     connection_config: Mapping[str, Any],
-    resolver,
+    resolver: SecretResolver,
     timeout_s: float,
     *,
     known_hosts: KnownHosts | None = None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -191,6 +192,28 @@ class _Plan:
         return checked
 
 
+class UntilClosed:
+    """A `done` callback passed on until `close()`, and dropped after it.
+
+    A check still running at its batch's deadline goes on in its thread after the batch has
+    returned; its `done()` then must not report progress over the task's final state.
+    """
+
+    def __init__(self, done: Callable[[], None]) -> None:
+        self._done, self._open, self._lock = done, True, threading.Lock()
+
+    def __call__(self) -> None:
+        """Pass the call on, unless closed."""
+        with self._lock:
+            if self._open:
+                self._done()
+
+    def close(self) -> None:
+        """Drop every later call (one running now finishes first)."""
+        with self._lock:
+            self._open = False
+
+
 def check_all(
     specs: Sequence[InstanceSpec],
     make_probe: Callable[[InstanceSpec], Probe],
@@ -211,13 +234,14 @@ def check_all(
     (`late_check`), so the rest is written.
     """
     clock = clock or worker_clock()
+    report = UntilClosed(done)
     plan = _Plan(
         specs,
         [make_probe(spec) for spec in specs],
         [random.uniform(0, jitter_s) for _ in specs],  # noqa: S311  (load spreading)
         time.monotonic(),
         clock,
-        done,
+        report,
         deadline_s,
     )
     order = sorted(range(len(specs)), key=plan.starts.__getitem__)
@@ -227,8 +251,10 @@ def check_all(
         plan.on_loop, coroutines, concurrency, plan.fields, deadline_s, plan.late
     )
     on_threads = each(plan.on_thread, threaded, concurrency, plan.fields, deadline_s, plan.late)
+    looped = looping.result()
+    report.close()
     by_index = dict(zip(threaded, on_threads, strict=True))
-    by_index.update(zip(coroutines, looping.result(), strict=True))
+    by_index.update(zip(coroutines, looped, strict=True))
     return [by_index[index] for index in range(len(specs))]
 
 

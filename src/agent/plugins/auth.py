@@ -232,8 +232,9 @@ def _token_from(status_code: int, content: bytes, default_expires_in_s: float) -
     if not isinstance(token, str) or not token:
         raise ProbeError(ErrorClass.PROTOCOL, "token endpoint answered without an access_token")
     expires_in = body.get("expires_in")
-    valid = isinstance(expires_in, int | float) and not isinstance(expires_in, bool)
-    return token, float(expires_in) if valid and expires_in > 0 else default_expires_in_s
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
+        return token, default_expires_in_s
+    return token, float(expires_in) if expires_in > 0 else default_expires_in_s
 
 
 def _oauth_error(content: bytes) -> str:

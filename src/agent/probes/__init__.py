@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import import_module
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from agent.connections.known_hosts import KnownHosts
 from agent.core.credentials import SecretResolver
 from agent.core.results import ErrorClass, Observation, ProbeError, ProbeResult
 from agent.probes.base import InstanceFacts, Probe
+
+_Made = TypeVar("_Made")
 
 MODULES = {
     "ssh": "agent.probes.ssh",
@@ -60,11 +62,12 @@ def probe_for(
 ) -> Probe:
     """The probe that checks an instance of `connection_type`; SSH trusts `known_hosts`."""
     args = (host, port, connection_config, resolver, timeout_s, known_hosts)
-    made = from_instance(MODULES, connection_type, *args)
+    made = from_instance(Probe, MODULES, connection_type, *args)
     return made if made is not None else UnsupportedProbe(connection_type)
 
 
 def from_instance(
+    made: Callable[..., _Made],
     modules: Mapping[str, str],
     connection_type: str | None,
     host: str,
@@ -73,20 +76,25 @@ def from_instance(
     resolver: SecretResolver,
     timeout_s: float,
     known_hosts: KnownHosts | None,
-) -> Any:
+) -> _Made | None:
     """What `from_instance` of the module `modules` names for `connection_type` makes.
 
-    None for a type `modules` does not name. Only SSH takes the known host keys.
+    None for a type `modules` does not name. Only SSH takes the known host keys. Every module
+    a family names makes its `made` class (a `made` subclass), which the import hides from
+    the type checker: hence the cast.
     """
     name = modules.get(connection_type or "")
     if name is None:
         return None
     module = import_module(name)
     if connection_type == "ssh":
-        return module.from_instance(
-            host, port, connection_config, resolver, timeout_s, known_hosts=known_hosts
+        return cast(
+            _Made,
+            module.from_instance(
+                host, port, connection_config, resolver, timeout_s, known_hosts=known_hosts
+            ),
         )
-    return module.from_instance(host, port, connection_config, resolver, timeout_s)
+    return cast(_Made, module.from_instance(host, port, connection_config, resolver, timeout_s))
 
 
 def validate(

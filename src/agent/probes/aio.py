@@ -135,11 +135,11 @@ async def within(deadline: float, awaitable: Awaitable[_Result], timeout_s: floa
         raise ProbeError(ErrorClass.TIMEOUT, f"no answer within {timeout_s:g}s") from None
 
 
-def run_probe(probe: Probe) -> ProbeResult:
+def run_probe(probe: Probe) -> Coroutine[Any, Any, ProbeResult]:
     """A probe's result on the loop when its check is a coroutine, else on a worker thread."""
     if hasattr(probe, "acheck"):
-        return run_async(probe)  # type: ignore[return-value]
-    return asyncio.to_thread(probe.run)  # type: ignore[return-value]
+        return run_async(probe)
+    return asyncio.to_thread(probe.run)
 
 
 def each_async(

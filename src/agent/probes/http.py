@@ -264,7 +264,11 @@ class InstanceConnector(GuardedConnector):
         _note("resolve")
         return await super()._resolve_host(host, port, traces=traces)
 
-    async def _wrap_create_connection(self, factory: Any, *args: Any, **kwargs: Any) -> Any:
+    # A private aiohttp hook; its first positional argument is the protocol factory, which
+    # the stubs do not name, hence the ignore.
+    async def _wrap_create_connection(  # type: ignore[override]
+        self, factory: Any, *args: Any, **kwargs: Any
+    ) -> Any:
         def connected() -> Any:
             _note("connected")
             if kwargs.get("ssl"):

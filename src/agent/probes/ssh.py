@@ -316,9 +316,10 @@ def parse_nproc(lines: list[str]) -> dict[str, int]:
 def parse_loadavg(lines: list[str]) -> dict[str, float]:
     """The 1, 5 and 15 minute load averages, from /proc/loadavg."""
     loads = [_number(_word(lines, i), float) for i in range(3)]
-    if None in loads:
+    found = [load for load in loads if load is not None]
+    if len(found) < len(loads):
         return {}
-    return dict(zip(("load_1", "load_5", "load_15"), loads, strict=True))
+    return dict(zip(("load_1", "load_5", "load_15"), found, strict=True))
 
 
 def parse_meminfo(lines: list[str]) -> dict[str, int]:

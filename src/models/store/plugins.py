@@ -19,6 +19,7 @@ from agent.plugins.outcome import PluginChecked
 from agent.plugins.tools import ToolChanges, ToolInfo
 from models.auth import AuditLog
 from models.mcp import McpTool
+from models.session import driver_connection
 
 AGENT_USER_AGENT = "infra-agent"
 
@@ -246,7 +247,7 @@ def _finish(session: Session, kept: Sequence[PluginChecked], entity_type: str) -
 def _copy_history(session: Session, checked: Sequence[PluginChecked]) -> None:
     if not checked:
         return
-    raw = session.connection().connection.driver_connection
+    raw = driver_connection(session)
     with raw.cursor() as cursor, cursor.copy(_HISTORY_COPY) as copy:
         for c in checked:
             copy.write_row(_history_row(c))
