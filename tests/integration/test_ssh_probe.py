@@ -328,3 +328,25 @@ def test_a_cached_login_sleeps_while_idle_and_its_thread_ends_as_soon_as_it_clos
     transport.join(timeout=2)
     assert not transport.is_alive()
     assert time.monotonic() - started < 1.0
+
+
+def test_checks_on_a_cached_login_run_in_one_kept_shell(make_probe, sshd, transport_pool):
+    before = sessions_opened(sshd)
+    results = [make_probe().run() for _ in range(4)]
+    assert [result.status for result in results] == [Status.OK] * 4
+    assert {frozenset(result.facts) for result in results} == {frozenset(results[0].facts)}
+    assert results[-1].facts["os_type"] == "linux"
+    assert sessions_opened(sshd) - before == 1
+
+
+def test_a_kept_shell_that_exited_is_replaced_on_the_same_login(make_probe, transport_pool):
+    assert make_probe().run().status is Status.OK
+    transport = next(iter(transport_pool._entries.values())).transport
+    [shell] = transport.idle_shells
+    shell.sendall(b"exit\n")  # the remote shell ends; the login stays
+    shell.status_event.wait(5)
+    result = make_probe().run()
+    assert result.status is Status.OK, result.message
+    assert (transport_pool.stats().misses, transport_pool.stats().hits) == (1, 1)
+    assert len(transport.idle_shells) == 1
+    assert transport.idle_shells[0] is not shell

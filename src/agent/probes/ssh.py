@@ -13,8 +13,8 @@
 The host key is checked right after key exchange and before authentication, so nothing is
 sent to a host whose key is unknown or changed: the pinned key if there is one, else the
 record in the `KnownHosts` store the caller hands in. Facts come from one fixed command
-(`FACTS_COMMAND`, nothing from config is ever put into it) in one channel; its output is
-capped at `MAX_OUTPUT_BYTES`. Every wait (connect, banner, key exchange, authentication,
+(`FACTS_COMMAND`, nothing from config is ever put into it), run in a shell kept open on
+the login (`sshshell`); its output is capped at `MAX_OUTPUT_BYTES`. Every wait (connect, banner, key exchange, authentication,
 channel, command) is bounded by the probe's one deadline. Logins are cached per process
 (`sshpool.default_pool`), and a dead cached connection is replaced once, transparently.
 """
@@ -28,6 +28,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
 from typing import Any, TypeVar
@@ -37,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from agent.credentials import SecretResolver
 from agent.known_hosts import KnownHosts, MemoryKnownHosts, host_entry, keyline_of, parse_keyline
+from agent.probes import sshshell
 from agent.probes.base import ErrorClass, Observation, Probe, ProbeError, Status, parse_config
 from agent.probes.sshpool import TransportPool, default_pool
 from agent.probes.tcp import open_socket
@@ -188,7 +190,8 @@ def connect(
     """An authenticated transport, or an error; the host key is checked before any login."""
     entry = host_entry(config.host, config.port)
     key = login.private_key()  # an unusable key fails here, before anything is sent
-    transport = paramiko.Transport(open_socket(config.host, config.port, _left(deadline)))
+    sock = open_socket(config.host, config.port, _left(deadline))
+    transport = sshshell.ShellTransport(sock)
     try:
         _prefer_known_key_type(transport, config.host_key or known_hosts.get(entry))
         _negotiate(transport, deadline)
@@ -409,21 +412,29 @@ class SshProbe(Probe):
         return parse_config(Config, self._raw)
 
     def check(self) -> Observation:
-        """Connect, verify, authenticate and run the facts command, all within the timeout."""
-        return observe(self.execute(FACTS_COMMAND))
+        """Connect, verify, authenticate and run the facts command, all within the timeout.
+
+        The facts command runs in a shell kept open on the login (`sshshell`): on a cached
+        login a check is then two SSH packets instead of about ten.
+        """
+        return observe(self._run(FACTS_COMMAND, MAX_OUTPUT_BYTES, self._in_shell))
 
     def execute(self, command: str, cap: int = MAX_OUTPUT_BYTES) -> CommandOutput:
         """Run one fixed `command` over a verified (or cached) login, within the timeout.
 
-        Raises like `check()`; discovery calls it with its own fixed command.
+        Raises like `check()`; discovery calls it with its own fixed command, in a channel
+        of its own.
         """
+        return self._run(command, cap, self._in_channel)
+
+    def _run(self, command: str, cap: int, runner: _Runner) -> CommandOutput:
         deadline = time.monotonic() + self.timeout_s
         config = self.config()
         login = self._login(config)
         key = (config.host, config.port, config.username, login.identity)
         opener = partial(connect, config, login, self._known_hosts, deadline)
         for _ in range(2):  # a dead cached login is replaced once
-            output = self._attempt(key, opener, config, deadline, command, cap)
+            output = self._attempt(key, opener, partial(runner, config, deadline, command, cap))
             if output is not None:
                 return output
         raise ProbeError(ErrorClass.PROTOCOL, "cached SSH connections kept failing")
@@ -461,17 +472,58 @@ class SshProbe(Probe):
         self,
         key: tuple[str, int, str, str],
         opener: Callable[[], paramiko.Transport],
+        runner: Callable[[paramiko.Transport, bool], CommandOutput | None],
+    ) -> CommandOutput | None:
+        with self._pool.lease(key, opener) as (transport, reused):
+            output = runner(transport, reused)
+            if output is None:
+                self._pool.discard(key, transport)
+            return output
+
+    def _in_channel(
+        self,
         config: Config,
         deadline: float,
         command: str,
         cap: int,
+        transport: paramiko.Transport,
+        reused: bool,
     ) -> CommandOutput | None:
-        with self._pool.lease(key, opener) as (transport, reused):
-            channel = self._open_channel(config, transport, reused, deadline)
-            if channel is None:
-                self._pool.discard(key, transport)
+        """The command's output in a channel of its own; None when the login turned out dead."""
+        channel = self._open_channel(config, transport, reused, deadline)
+        return None if channel is None else run_command(channel, command, deadline, cap)
+
+    def _in_shell(
+        self,
+        config: Config,
+        deadline: float,
+        command: str,
+        cap: int,
+        transport: paramiko.Transport,
+        reused: bool,
+    ) -> CommandOutput | None:
+        """The command's output from the login's kept shell; None when the login turned out dead."""
+        if reused:
+            self._verify_again(config, transport)
+        shell = sshshell.take(transport)
+        try:
+            shell = shell or sshshell.open_shell(transport, _channel_timeout(deadline, reused))
+            done = sshshell.run(shell, command, deadline, cap)
+        except (paramiko.SSHException, EOFError, OSError, sshshell.ShellGone) as exc:
+            _close_quietly(shell)
+            if reused and not isinstance(exc, TimeoutError):
                 return None
-            return run_command(channel, command, deadline, cap)
+            if isinstance(exc, sshshell.ShellGone):
+                return CommandOutput(text="", truncated=False)
+            raise
+        except BaseException:
+            _close_quietly(shell)
+            raise
+        if done.reusable:
+            sshshell.give_back(transport, shell)
+        else:
+            shell.close()
+        return CommandOutput(done.data.decode("utf-8", errors="replace"), done.truncated)
 
     def _open_channel(
         self, config: Config, transport: paramiko.Transport, reused: bool, deadline: float
@@ -479,12 +531,31 @@ class SshProbe(Probe):
         """A session channel; None when a reused transport turned out to be dead."""
         if not reused:
             return transport.open_session(timeout=_left(deadline))
-        entry = host_entry(config.host, config.port)
-        verify_host_key(transport.get_remote_server_key(), config, self._known_hosts, entry)
+        self._verify_again(config, transport)
         try:
-            return transport.open_session(timeout=min(_left(deadline), REUSED_CHANNEL_TIMEOUT_S))
+            return transport.open_session(timeout=_channel_timeout(deadline, reused))
         except (paramiko.SSHException, EOFError, OSError):
             return None
+
+    def _verify_again(self, config: Config, transport: paramiko.Transport) -> None:
+        # A cached login is checked against today's record: a key changed since is refused.
+        entry = host_entry(config.host, config.port)
+        verify_host_key(transport.get_remote_server_key(), config, self._known_hosts, entry)
+
+
+_Runner = Callable[..., CommandOutput | None]
+
+
+def _channel_timeout(deadline: float, reused: bool) -> float:
+    # A reused transport that cannot open a channel soon is dead: replace it, don't wait.
+    left = _left(deadline)
+    return min(left, REUSED_CHANNEL_TIMEOUT_S) if reused else left
+
+
+def _close_quietly(channel: paramiko.Channel | None) -> None:
+    if channel is not None:
+        with suppress(Exception):  # closing a channel of a dead transport may fail; it is gone
+            channel.close()
 
 
 def from_instance(
