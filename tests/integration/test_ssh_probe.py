@@ -36,12 +36,17 @@ def known_hosts() -> MemoryKnownHosts:
 
 @pytest.fixture
 def make_probe(sshd: SshServer, resolver, transport_pool, known_hosts):
-    """Build an SSH probe against the test sshd; keyword arguments override connection_config."""
+    """Build an SSH probe against the test sshd; keyword arguments override connection_config.
+
+    The key is encrypted once, as it is stored once in an instance's row: a login is
+    identified by its stored secret references.
+    """
+    private_key = resolver.encrypt(sshd.private_key)
 
     def make(*, port=None, timeout_s=10.0, store=None, **overrides):
         config = {
             "username": sshd.username,
-            "private_key": resolver.encrypt(sshd.private_key),
+            "private_key": private_key,
             "host_key": sshd.host_key,
             **overrides,
         }
@@ -315,6 +320,23 @@ def test_a_check_on_a_cached_login_does_not_parse_the_private_key(
     statuses = [make_probe().run().status for _ in range(3)]
     assert statuses == [Status.OK] * 3
     assert (len(parsed), transport_pool.stats().hits) == (1, 2)
+
+
+def test_a_check_on_a_cached_login_decrypts_no_secret(
+    make_probe, resolver, transport_pool, monkeypatch
+):
+    decrypted = []
+    decrypt = resolver._decrypt
+    monkeypatch.setattr(resolver, "_decrypt", lambda token: decrypted.append(1) or decrypt(token))
+    statuses = [make_probe().run().status for _ in range(3)]
+    assert statuses == [Status.OK] * 3
+    assert (len(decrypted), transport_pool.stats().hits) == (1, 2)
+
+
+def test_a_changed_secret_reference_makes_a_new_login(make_probe, sshd, resolver, transport_pool):
+    assert make_probe().run().status is Status.OK
+    assert make_probe(private_key=resolver.encrypt(sshd.private_key)).run().status is Status.OK
+    assert (transport_pool.stats().misses, transport_pool.stats().hits) == (2, 0)
 
 
 def test_a_cached_login_sleeps_while_idle_and_its_thread_ends_as_soon_as_it_closes(

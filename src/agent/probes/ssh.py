@@ -14,9 +14,10 @@ The host key is checked right after key exchange and before authentication, so n
 sent to a host whose key is unknown or changed: the pinned key if there is one, else the
 record in the `KnownHosts` store the caller hands in. Facts come from one fixed command
 (`FACTS_COMMAND`, nothing from config is ever put into it), run in a shell kept open on
-the login (`sshshell`); its output is capped at `MAX_OUTPUT_BYTES`. Every wait (connect, banner, key exchange, authentication,
-channel, command) is bounded by the probe's one deadline. Logins are cached per process
-(`sshpool.default_pool`), and a dead cached connection is replaced once, transparently.
+the login (`sshshell`); its output is capped at `MAX_OUTPUT_BYTES`. Every wait (connect,
+banner, key exchange, authentication, channel, command) is bounded by the probe's one
+deadline. Logins are cached per process (`sshpool.default_pool`), and a dead cached
+connection is replaced once, transparently.
 """
 
 from __future__ import annotations
@@ -118,22 +119,29 @@ class Config(BaseModel):
 
 
 @dataclass(frozen=True)
-class Login:
-    """Resolved credentials, and an identity for them that reveals nothing.
+class Credentials:
+    """Resolved secrets of a login."""
 
-    The private key is parsed only when a connection is made: a check on a cached login
-    needs just the identity.
-    """
-
-    username: str
     key_text: str | None = field(repr=False)
     passphrase: str | None = field(repr=False)
     password: str | None = field(repr=False)
-    identity: str
 
     def private_key(self) -> paramiko.PKey | None:
         """The parsed private key, if the login has one (a CONFIG error if unusable)."""
         return load_private_key(self.key_text, self.passphrase) if self.key_text else None
+
+
+@dataclass(frozen=True)
+class Login:
+    """A login's name and an identity for its credentials that reveals nothing.
+
+    The credentials are resolved (decrypted) and the key parsed only when a connection is
+    made: a check on a cached login needs just the identity.
+    """
+
+    username: str
+    identity: str
+    reveal: Callable[[], Credentials] = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -189,14 +197,15 @@ def connect(
 ) -> paramiko.Transport:
     """An authenticated transport, or an error; the host key is checked before any login."""
     entry = host_entry(config.host, config.port)
-    key = login.private_key()  # an unusable key fails here, before anything is sent
+    credentials = login.reveal()
+    key = credentials.private_key()  # an unusable key fails here, before anything is sent
     sock = open_socket(config.host, config.port, _left(deadline))
     transport = sshshell.ShellTransport(sock)
     try:
         _prefer_known_key_type(transport, config.host_key or known_hosts.get(entry))
         _negotiate(transport, deadline)
         verify_host_key(transport.get_remote_server_key(), config, known_hosts, entry)
-        _authenticate(transport, login, key, deadline)
+        _authenticate(transport, login.username, credentials.password, key, deadline)
     except BaseException:
         transport.close()
         raise
@@ -224,18 +233,22 @@ def _negotiate(transport: paramiko.Transport, deadline: float) -> None:
 
 
 def _authenticate(
-    transport: paramiko.Transport, login: Login, key: paramiko.PKey | None, deadline: float
+    transport: paramiko.Transport,
+    username: str,
+    password: str | None,
+    key: paramiko.PKey | None,
+    deadline: float,
 ) -> None:
     transport.auth_timeout = _left(deadline)
     try:
         if key is not None:
-            transport.auth_publickey(login.username, key)
+            transport.auth_publickey(username, key)
         else:
-            transport.auth_password(login.username, login.password or "")
+            transport.auth_password(username, password or "")
     except paramiko.AuthenticationException as exc:
         method = "public key" if key is not None else "password"
         raise ProbeError(
-            ErrorClass.AUTH, f"{login.username}: {method} authentication refused ({exc})"
+            ErrorClass.AUTH, f"{username}: {method} authentication refused ({exc})"
         ) from None
 
 
@@ -454,12 +467,23 @@ class SshProbe(Probe):
         return super().classify(exc)
 
     def _login(self, config: Config) -> Login:
-        password = self._reveal(config.password)
-        key_text = self._reveal(config.private_key)
-        passphrase = self._reveal(config.private_key_passphrase)
-        proof = "\0".join(secret or "" for secret in (key_text, passphrase, password)).encode()
+        references = (config.private_key, config.private_key_passphrase, config.password)
+        proof = "\0".join(self._identity_part(reference) for reference in references).encode()
         identity = hmac.new(_IDENTITY_SALT, proof, hashlib.sha256).hexdigest()
-        return Login(config.username, key_text, passphrase, password, identity)
+        return Login(config.username, identity, partial(self._credentials, *references))
+
+    def _identity_part(self, reference: str | None) -> str:
+        # An `enc:` token stands for one value for good, so it identifies the login as well as
+        # the value does, and a check on a cached login decrypts nothing; `env:` and `file:`
+        # may change behind the same name, so those are read every time.
+        if reference is None:
+            return ""
+        if reference.startswith("enc:"):
+            return "token:" + reference
+        return "value:" + (self._reveal(reference) or "")
+
+    def _credentials(self, key: str | None, passphrase: str | None, password: str | None):
+        return Credentials(self._reveal(key), self._reveal(passphrase), self._reveal(password))
 
     def _reveal(self, reference: str | None) -> str | None:
         if reference is None:
