@@ -170,19 +170,20 @@ def checked_ok_since(started: dt.datetime) -> int:
         return session.scalar(query) or 0
 
 
-def run_agent(fleet: Fleet, settings: Settings, parallelism: int) -> list[Run]:
-    """A cold sweep (empty transport cache) and the warm sweep after it."""
+def run_agent(fleet: Fleet, settings: Settings, args: argparse.Namespace) -> list[Run]:
+    """A cold sweep (empty transport cache) and the warm sweeps after it."""
     sshpool.clear_default_pool()
     runs = []
-    for tool in ("agent cold", "agent warm"):
+    for tool in ("agent cold", *["agent warm"] * args.warm_runs):
         wall_s, (ok, hosts) = timed(lambda: agent_sweep(settings))
         runs.append(Run(tool, wall_s, ok, hosts, last_cpu_s))
     sshpool.clear_default_pool()
     return runs
 
 
-def run_parallel_ssh(fleet: Fleet, settings: Settings, parallelism: int) -> list[Run]:
+def run_parallel_ssh(fleet: Fleet, settings: Settings, args: argparse.Namespace) -> list[Run]:
     """parallel-ssh (libssh2): a fresh client, then the same client again (sessions reused)."""
+    parallelism = args.parallelism
     from pssh.clients import ParallelSSHClient
 
     client = ParallelSSHClient(
@@ -197,7 +198,7 @@ def run_parallel_ssh(fleet: Fleet, settings: Settings, parallelism: int) -> list
         identity_auth=False,
     )
     runs = []
-    for tool in ("parallel-ssh cold", "parallel-ssh warm"):
+    for tool in ("parallel-ssh cold", *["parallel-ssh warm"] * args.warm_runs):
         wall_s, ok = timed(lambda: parallel_ssh_once(client))
         runs.append(Run(tool, wall_s, ok, len(fleet.hosts), last_cpu_s))
     for host_client in getattr(client, "_host_clients", {}).values():
@@ -213,8 +214,9 @@ def parallel_ssh_once(client: object) -> int:
     return sum(out.exit_code == 0 and DONE in text for out, text in zip(output, texts, strict=True))
 
 
-def run_pssh(fleet: Fleet, settings: Settings, parallelism: int) -> list[Run]:
+def run_pssh(fleet: Fleet, settings: Settings, args: argparse.Namespace) -> list[Run]:
     """Debian's parallel-ssh command line, host keys checked against the fleet's known_hosts."""
+    parallelism = args.parallelism
     binary = shutil.which("parallel-ssh") or shutil.which("pssh")
     if binary is None:
         raise SystemExit("Debian's pssh is missing: apt-get install pssh")
@@ -245,8 +247,9 @@ def ssh_options(fleet: Fleet, flag: str) -> list[str]:
     return [word for option in options for word in (flag, option)]
 
 
-def run_ansible(fleet: Fleet, settings: Settings, parallelism: int) -> list[Run]:
+def run_ansible(fleet: Fleet, settings: Settings, args: argparse.Namespace) -> list[Run]:
     """`ansible all -m raw` over an inventory of the fleet, host keys checked."""
+    parallelism = args.parallelism
     home = Path(tempfile.mkdtemp(prefix="bench-ansible-", dir=fleet.workdir))
     inventory = home / "inventory.ini"
     common_args = " ".join(ssh_options(fleet, "-o"))
@@ -278,7 +281,7 @@ def run_ansible(fleet: Fleet, settings: Settings, parallelism: int) -> list[Run]
     return [Run("ansible", wall_s, ok, len(fleet.hosts), last_cpu_s)]
 
 
-RUNNERS: dict[str, Callable[[Fleet, Settings, int], list[Run]]] = {
+RUNNERS: dict[str, Callable[[Fleet, Settings, argparse.Namespace], list[Run]]] = {
     "agent": run_agent,
     "parallel-ssh": run_parallel_ssh,
     "pssh": run_pssh,
@@ -363,6 +366,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--instances", type=int, default=500)
     parser.add_argument("--parallelism", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--warm-runs",
+        type=int,
+        default=1,
+        help="warm sweeps after each cold one (agent, parallel-ssh)",
+    )
     parser.add_argument("--batch-size", type=int, default=Settings().health_batch_size)
     parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--tools", default=",".join(RUNNERS), help="comma-separated subset")
@@ -380,14 +389,17 @@ def main() -> None:
         for repeat in range(args.repeats):
             # Each repeat starts with a different tool, so no tool always meets the same load.
             for tool in tools[repeat % len(tools) :] + tools[: repeat % len(tools)]:
-                for run in RUNNERS[tool](fleet, settings, args.parallelism):
+                for run in RUNNERS[tool](fleet, settings, args):
                     print(
                         f"[{repeat + 1}] {run.tool}: {run.wall_s:.2f}s cpu={run.cpu_s:.2f}s "
                         f"ok={run.ok} load={os.getloadavg()[0]:.1f}",
                         flush=True,
                     )
                     runs.append(run)
-    print(f"\n{args.instances} hosts, parallelism {args.parallelism}, medians of {args.repeats}")
+    print(
+        f"\n{args.instances} hosts, parallelism {args.parallelism}, medians of {args.repeats}"
+        f" repeats ({args.warm_runs} warm runs each)"
+    )
     print(report(runs))
     print(f"machine after: {machine_notes()}")
 
