@@ -325,7 +325,7 @@ def report(runs: list[Run]) -> str:
         by_tool.setdefault(run.tool, []).append(run)
     lines = [
         f"{'tool':<20}{'median s':>10}{'hosts/s':>10}{'cpu s':>8}{'cpu ms/check':>14}"
-        f"{'runs (s)':>28}{'failed':>8}",
+        f"{'failed':>8}  runs (s)",
     ]
     rates, cpu_ms = {}, {}
     for tool, tool_runs in by_tool.items():
@@ -337,7 +337,7 @@ def report(runs: list[Run]) -> str:
         failed = sum(r.hosts - r.ok for r in tool_runs)
         lines.append(
             f"{tool:<20}{wall:>10.2f}{rates[tool]:>10.1f}{cpu:>8.2f}{cpu_ms[tool]:>14.2f}"
-            f"{each:>28}{failed:>8}"
+            f"{failed:>8}  {each}"
         )
     lines.append("")
     for mine, theirs in COMPARISONS:
