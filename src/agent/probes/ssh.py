@@ -272,11 +272,7 @@ def run_command(
     return CommandOutput(text=text, truncated=size > cap)
 
 
-def _left(deadline: float) -> float:
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise TimeoutError("the SSH check ran out of time")
-    return left
+_left = sshshell.left_s
 
 
 def split_sections(text: str, mark: str = MARK) -> dict[str, list[str]]:

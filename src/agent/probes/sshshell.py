@@ -88,11 +88,11 @@ def run(shell: paramiko.Channel, command: str, deadline: float, cap: int) -> She
     """
     end = f"{END_MARK}{secrets.token_hex(8)}"
     trailer = f"\n{end}\n".encode()
-    shell.settimeout(_left(deadline))
+    shell.settimeout(left_s(deadline))
     shell.sendall(f"{command} </dev/null; printf '\\n%s\\n' '{end}'\n".encode())
     buffer = bytearray()
     while trailer not in buffer and len(buffer) <= cap + len(trailer):
-        shell.settimeout(_left(deadline))
+        shell.settimeout(left_s(deadline))
         data = shell.recv(32768)
         if not data:
             if not buffer:
@@ -111,7 +111,8 @@ def _framed(buffer: bytes, trailer: bytes, cap: int) -> ShellOutput:
     return ShellOutput(buffer[: min(end, cap)], truncated=end > cap, reusable=clean)
 
 
-def _left(deadline: float) -> float:
+def left_s(deadline: float) -> float:
+    """Seconds left before `deadline`; a TimeoutError once it has passed."""
     left = deadline - time.monotonic()
     if left <= 0:
         raise TimeoutError("the SSH check ran out of time")
