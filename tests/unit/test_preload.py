@@ -34,7 +34,8 @@ def test_a_worker_consuming_the_plugins_queue_preloads_the_mcp_sdk_and_others_do
 
 
 def test_zone_queues_count_as_their_family():
-    assert preload.modules_for(["health.eu-1", "agent"]) == []
+    assert preload.modules_for(["agent"]) == []
+    assert "agent.probes.http" in preload.modules_for(["health.eu-1"])
     assert preload.modules_for(["plugins.eu-1"]) == ["agent.plugins.mcp_session"]
 
 
