@@ -2,8 +2,9 @@
 
 Imported by `agent.plugins.mcp` at a process's first MCP check, not at start-up: the SDK
 brings its server side along (starlette, uvicorn, sse-starlette, opentelemetry) and costs a
-worker process about 25 MiB, which a worker that checks no MCP server should not carry
-(docs/performance.md, "Worker memory").
+process 16-18 MiB, which a worker that checks no MCP server should not carry
+(docs/performance.md, "Worker memory"). A worker consuming the `plugins` queue imports it
+in its parent before forking (`agent.runtime.preload`).
 """
 
 from __future__ import annotations

@@ -3,10 +3,11 @@
 A prefork child starts as a copy-on-write image of the parent: a module the parent imported
 costs the pool once, a module each child imports costs it once per child. The parent
 already imports the task modules; what their tasks import lazily it imports only for the
-queues it consumes: the probes of the health queue, the MCP SDK (about 18 MiB) of the
-plugins queue, so a worker that never checks an MCP server does not carry it. Then, right before each fork, the parent's objects are moved to
-the collector's permanent generation: a child's collections no longer write to them, so
-their pages stay shared (docs/performance.md, "Worker memory").
+queues it consumes: the probes of the health queue, the MCP SDK (16-18 MiB) of the plugins
+queue, so a worker that never checks an MCP server does not carry it. Then, right before
+each fork, the parent's objects are moved to the collector's permanent generation: a
+child's collections no longer write to them, so their pages stay shared
+(docs/performance.md, "Worker memory").
 """
 
 from __future__ import annotations
