@@ -6,15 +6,18 @@ app of `bench/bare_celery_app.py` on db 1), and are measured in turns in the sam
 - throughput: `--tasks` sends, then every result read back, as tasks/s;
 - latency: one task at a time, send to result, `--latency` times, p50 and p99;
 - worker CPU per task (the worker's whole process tree, user + system);
-- memory of the process tree (RSS and PSS from smaps_rollup): idle after one task, and again
-  after all the rounds (thousands of tasks), to see that it stays flat.
+- memory of the process tree (RSS and PSS from smaps_rollup, per process and summed): idle
+  after one task; after each `--checks` real health checks (`--check-rounds` times: batches
+  of 20 `tcp` and `http` instances against a loopback HTTP server, `agent.health.check_batch`
+  on the worker's `health` queue; the bare worker runs as many no-ops); and after all rounds.
 
 The agent is sent to the way beat and the CLI send (an app with the agent's configuration);
-the bare app with Celery's defaults. The ping reaches the database named by
-AGENT_TEST_DATABASE_URL (no schema needed).
+the bare app with Celery's defaults. The agent's worker consumes `agent,health`; its database
+is created and migrated on the server named by AGENT_TEST_DATABASE_URL, and dropped after.
 
     AGENT_TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres \
-        .venv/bin/python bench/celery_roundtrip.py [--tasks 2000] [--repeat 3] [--bare-events]
+        .venv/bin/python bench/celery_roundtrip.py [--tasks 2000] [--repeat 3] [--bare-events] \
+        [--checks 1000] [--check-rounds 3]
 
 `--bare-events` runs the bare worker with `-E` (task events on, as the agent's workers run
 for Flower): what Celery's events cost, apart from anything the agent does.
@@ -50,21 +53,29 @@ class Contender:
     rates: list[float] = field(default_factory=list)
     cpu_ms: list[float] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)
-    memory: dict[str, tuple[float, float]] = field(default_factory=dict)
+    memory: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+
+    def total(self, point: str) -> tuple[float, float]:
+        """RSS and PSS of the whole process tree at `point`, in MiB."""
+        members = self.memory[point]
+        return sum(rss for rss, _ in members), sum(pss for _, pss in members)
 
 
-def tree_memory_mib(pid: int) -> tuple[float, float]:
-    """RSS and PSS of `pid` and its children, in MiB."""
+def process_memory_mib(pid: int) -> tuple[float, float]:
+    """RSS and PSS of one process, in MiB."""
+    found = {}
+    for row in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        name, _, value = row.partition(":")
+        if name in ("Rss", "Pss"):
+            found[name] = int(value.split()[0]) * 1024 / MIB
+    return found["Rss"], found["Pss"]
+
+
+def tree_memory_mib(pid: int) -> list[tuple[float, float]]:
+    """RSS and PSS of `pid`, then of each of its children, in MiB."""
     from tests.e2e.workers import process_tree
 
-    rss = pss = 0
-    for member in process_tree(pid):
-        for row in Path(f"/proc/{member}/smaps_rollup").read_text().splitlines():
-            name, _, value = row.partition(":")
-            if name in ("Rss", "Pss"):
-                kib = int(value.split()[0])
-                rss, pss = (rss + kib, pss) if name == "Rss" else (rss, pss + kib)
-    return rss * 1024 / MIB, pss * 1024 / MIB
+    return [process_memory_mib(member) for member in process_tree(pid)]
 
 
 def tree_cpu_s(pid: int) -> float:
@@ -111,7 +122,7 @@ def worker(args: list[str], env: dict[str, str], log: Path):
 
 
 def agent_worker(broker: str, database: str, tmp: Path):
-    """The agent's worker, consuming the queue the ping goes to."""
+    """The agent's worker, consuming the queues of the ping and of health checks."""
     from tests.e2e.processes import agent_env
 
     env = agent_env(
@@ -119,8 +130,9 @@ def agent_worker(broker: str, database: str, tmp: Path):
         AGENT_DATABASE_URL=database,
         AGENT_DATA_DIR=str(tmp),
         AGENT_LIVENESS_FILE=str(tmp / "alive"),
+        AGENT_HEALTH_JITTER_S="0",
     )
-    args = ["-A", "agent", "worker", "-c", "2", "-Q", "agent", "--loglevel", "WARNING"]
+    args = ["-A", "agent", "worker", "-c", "2", "-Q", "agent,health", "--loglevel", "WARNING"]
     return worker([*args, "--hostname", "bench-agent@%h"], env, tmp / "agent.log")
 
 
@@ -150,10 +162,43 @@ def ready(contender: Contender) -> None:
     contender.memory["idle"] = tree_memory_mib(contender.pid)
 
 
-def measure(contenders: list[Contender], tasks: int, repeat: int, latency: int) -> None:
-    """Rounds in turns: a burst each, then single round trips each."""
+def health_checks(contender: Contender, instance_ids: list[str]) -> None:
+    """Every instance checked once, in batches of 20 sent together; every check must be ok."""
+    app = contender.app
+    batches = [instance_ids[n : n + 20] for n in range(0, len(instance_ids), 20)]
+    results = [app.send_task("agent.health.check_batch", (batch,)) for batch in batches]
+    statuses = [c["status"] for r in results for c in r.get(timeout=600)["checks"]]
+    assert statuses == ["ok"] * len(instance_ids), sorted(set(statuses))
+
+
+def noops(contender: Contender, count: int) -> None:
+    """As many no-op tasks as the agent ran checks, for the bare worker."""
+    results = [contender.app.send_task(contender.task) for _ in range(count)]
+    for result in results:
+        result.get(timeout=300)
+
+
+def check_rounds(contenders: list[Contender], instance_ids: list[str], rounds: int) -> None:
+    """`rounds` times: every instance checked (the bare worker: no-ops), then memory noted."""
+    agent, bare = contenders
+    for n in range(1, rounds + 1):
+        health_checks(agent, instance_ids)
+        noops(bare, len(instance_ids))
+        time.sleep(2)
+        for contender in contenders:
+            contender.memory[f"after {n * len(instance_ids):,} checks"] = tree_memory_mib(
+                contender.pid
+            )
+
+
+def measure(
+    contenders: list[Contender], tasks: int, repeat: int, latency: int, checks: Checks
+) -> None:
+    """Idle memory; rounds of health checks; then bursts and single round trips in turns."""
     for contender in contenders:
         ready(contender)
+    check_rounds(contenders, checks.instance_ids, checks.rounds)
+    for contender in contenders:
         burst(contender, min(200, tasks))  # warm-up: pool connections, lazy imports
         contender.rates.clear()
         contender.cpu_ms.clear()
@@ -163,7 +208,7 @@ def measure(contenders: list[Contender], tasks: int, repeat: int, latency: int) 
         for contender in contenders:
             singles(contender, latency)
     for contender in contenders:
-        contender.memory["after"] = tree_memory_mib(contender.pid)
+        contender.memory["after all rounds"] = tree_memory_mib(contender.pid)
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -172,38 +217,70 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
+def report_memory(contender: Contender) -> None:
+    """The tree's RSS and PSS at every point, and each process's (parent first)."""
+    for point, members in contender.memory.items():
+        rss, pss = contender.total(point)
+        each = ", ".join(f"{r:.0f}/{p:.0f}" for r, p in members)
+        print(f"      {point}: RSS {rss:.0f} MiB, PSS {pss:.0f} MiB (RSS/PSS each: {each})")
+
+
 def report(agent: Contender, bare: Contender) -> None:
     """Medians, percentiles, memory and the ratios agent / bare."""
     for c in (agent, bare):
         rate, cpu = statistics.median(c.rates), statistics.median(c.cpu_ms)
         p50, p99 = percentile(c.latencies_ms, 0.5), percentile(c.latencies_ms, 0.99)
-        (rss, pss), (rss_after, pss_after) = c.memory["idle"], c.memory["after"]
         rounds = ", ".join(f"{r:.0f}" for r in c.rates)
         print(f"{c.label:5} {rate:7.0f} tasks/s (rounds {rounds}); worker CPU {cpu:.2f} ms/task")
         print(f"      one at a time: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
-        print(f"      idle RSS {rss:.0f} MiB, PSS {pss:.0f} MiB", end="; ")
-        print(f"after all rounds RSS {rss_after:.0f} MiB, PSS {pss_after:.0f} MiB")
+        report_memory(c)
     rates = statistics.median(agent.rates) / statistics.median(bare.rates)
     p50 = percentile(bare.latencies_ms, 0.5) / percentile(agent.latencies_ms, 0.5)
-    rss, pss = (agent.memory["idle"][i] / bare.memory["idle"][i] for i in (0, 1))
     print(f"ratio agent/bare: tasks/s {rates:.2f}, p50 latency (bare/agent) {p50:.2f}")
-    print(f"memory agent/bare, idle: RSS {rss:.2f}x, PSS {pss:.2f}x")
+    for point in agent.memory:
+        rss, pss = (agent.total(point)[i] / bare.total(point)[i] for i in (0, 1))
+        print(f"memory agent/bare, {point}: RSS {rss:.2f}x, PSS {pss:.2f}x")
 
 
-def run(database: str, tasks: int, repeat: int, latency: int, events: bool) -> None:
-    """Start Redis and both workers, measure, report."""
+@dataclass
+class Checks:
+    """The instances every round of health checks goes through, and how many rounds."""
+
+    instance_ids: list[str]
+    rounds: int
+
+
+def health_database(stack: ExitStack, server: str, count: int) -> tuple[str, list[str]]:
+    """A migrated database of the bench's own with `count` loopback instances: URL and ids."""
+    from health_sweep import bench_database
+    from health_targets import loopback_http, seed_instances
+
+    from agent.core.credentials import generate_key
+    from agent.core.settings import get_settings
+
+    database = stack.enter_context(bench_database(server))
+    os.environ.update(AGENT_DATABASE_URL=database, AGENT_SECRET_KEY=generate_key())
+    get_settings.cache_clear()
+    port = stack.enter_context(loopback_http())
+    return database, seed_instances(count, port)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Start Redis, a database, a loopback server and both workers; measure; report."""
     from tests.e2e.workers import private_redis
 
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="celery-bench-")))
+        database, instance_ids = health_database(stack, args.database_url, args.checks)
         url, _ = stack.enter_context(private_redis())
         agent_url, bare_url = url, url.rsplit("/", 1)[0] + "/1"
         agent_app, bare_app = sending_apps(agent_url, bare_url)
         agent = Contender("agent", agent_app, "agent.system.ping")
         bare = Contender("bare", bare_app, "bare.noop")
         agent.pid = stack.enter_context(agent_worker(agent_url, database, tmp)).pid
-        bare.pid = stack.enter_context(bare_worker(bare_url, tmp, events)).pid
-        measure([agent, bare], tasks, repeat, latency)
+        bare.pid = stack.enter_context(bare_worker(bare_url, tmp, args.bare_events)).pid
+        checks = Checks(instance_ids, args.check_rounds)
+        measure([agent, bare], args.tasks, args.repeat, args.latency, checks)
         report(agent, bare)
 
 
@@ -214,12 +291,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--latency", type=int, default=300, help="single round trips a round")
     parser.add_argument("--bare-events", action="store_true", help="run the bare worker with -E")
+    parser.add_argument("--checks", type=int, default=1000, help="health checks a round")
+    parser.add_argument("--check-rounds", type=int, default=3)
     parser.add_argument("--database-url", default=os.environ.get("AGENT_TEST_DATABASE_URL"))
     args = parser.parse_args()
     if not args.database_url:
         sys.exit("set AGENT_TEST_DATABASE_URL (or --database-url) to a PostgreSQL server")
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    run(args.database_url, args.tasks, args.repeat, args.latency, args.bare_events)
+    run(args)
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

@@ -12,6 +12,7 @@ import sys
 from celery import Celery
 from celery.signals import (
     beat_init,
+    worker_before_create_process,
     worker_init,
     worker_process_init,
     worker_process_shutdown,
@@ -29,7 +30,7 @@ from agent.core.settings import (
     check_time_limits,
     get_settings,
 )
-from agent.runtime import flower, key_check, observability
+from agent.runtime import flower, key_check, observability, preload
 from agent.runtime.schedule import beat_entries
 
 TASK_MODULES = [
@@ -188,6 +189,13 @@ def _on_worker_init(sender: object = None, **_: object) -> None:
     sshpool.default_pool.max_size = settings.ssh_pool_size
     sshpool.default_pool.idle_s = settings.ssh_idle_s
     sshpool.default_pool.max_age_s = settings.ssh_max_reuse_s
+    preload.preload(app.amqp.queues.consume_from)
+
+
+@worker_before_create_process.connect
+def _on_worker_before_create_process(**_: object) -> None:
+    # In the parent, before each fork: the child shares what the parent froze.
+    preload.freeze_before_fork()
 
 
 @worker_shutdown.connect

@@ -12,30 +12,22 @@ no WebSocket client; both are recorded as not checkable (health `unknown`), thei
 Only addresses the plugins' address policy permits are connected to, and redirects are not
 followed. Each check uses its own HTTP client: cookies and sessions of one tenant's server
 never reach another's. The clients share the process's one TLS context. Tool lists are
-diffed by `agent.plugins.tools.diff_tools`, written by the store.
+diffed by `agent.plugins.tools.diff_tools`, written by the store. What is said through the
+SDK is `agent.plugins.mcp_session`, imported at a process's first check, not at start-up.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
-import importlib.metadata
-import json
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 import httpx2
-from mcp import ClientSession
-from mcp.client.sse import sse_client
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.exceptions import MCPError
-from mcp.types import Implementation
-from pydantic import ValidationError
 
 from agent.connections.address_policy import current
 from agent.connections.capped import CappedAsyncTransport
@@ -52,13 +44,11 @@ from agent.probes.aio import each_async, run_on_loop, run_probe
 from agent.probes.http import HttpProbe
 
 PLUGIN_TYPE = "mcp_server"
-MAX_TOOL_PAGES = 50
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 NOT_CHECKABLE = {
     "stdio": "stdio servers run as a subprocess of their client: a worker cannot reach them",
     "websocket": "the mcp SDK has no WebSocket client transport: not checked",
 }
-CLIENT_INFO = Implementation(name="infra-agent", version=importlib.metadata.version("infra-agent"))
 
 
 @dataclass(frozen=True)
@@ -86,6 +76,7 @@ class McpProbe(HttpProbe):
 
     def run(self) -> ProbeResult:
         """The check's result, from any thread but the loop's (which awaits `run_probe`)."""
+        mcp_session()  # imported before the check's deadline starts, not within it
         return run_on_loop(run_probe(self))
 
     def check(self) -> Observation:
@@ -115,7 +106,7 @@ class McpProbe(HttpProbe):
         """MCP errors are protocol failures; the rest as for HTTP."""
         if isinstance(exc, BaseExceptionGroup):
             exc = first_leaf(exc)
-        if isinstance(exc, MCPError | ValidationError):  # not MCP, or not JSON at all
+        if mcp_session().is_protocol_error(exc):  # not MCP, or not JSON at all
             return ErrorClass.PROTOCOL
         if isinstance(exc, httpx2.TimeoutException):
             return ErrorClass.TIMEOUT
@@ -125,22 +116,19 @@ class McpProbe(HttpProbe):
         return super().classify(exc)
 
     async def _exchange(self) -> Observation:
+        sdk, spec = mcp_session(), self.spec
         with anyio.fail_after(remaining_s()):
-            async with (
-                self._connect() as (read, write),
-                ClientSession(
-                    read, write, read_timeout_seconds=self.timeout_s, client_info=CLIENT_INFO
-                ) as session,
-            ):
-                return await self._converse(session)
+            url, transport = spec.endpoint_url, spec.transport_type
+            async with sdk.session(url, transport, self.timeout_s, self._async_client) as session:
+                return await self._converse(sdk, session)
 
-    async def _converse(self, session: ClientSession) -> Observation:
+    async def _converse(self, sdk: Any, session: Any) -> Observation:
         started = time.perf_counter()
         initialized = await session.initialize()
         initialized_at = time.perf_counter()
         await session.send_ping()
         pinged_at = time.perf_counter()
-        self.tools = await list_all_tools(session)
+        self.tools = await sdk.list_all_tools(session)
         facts = {
             "protocol_version": initialized.protocol_version,
             "server_info": initialized.server_info.model_dump(mode="json", exclude_none=True),
@@ -151,24 +139,6 @@ class McpProbe(HttpProbe):
             "tool_count": len(self.tools),
         }
         return Observation(facts, {"mcp.initialize": Status.OK, "mcp.ping": Status.OK})
-
-    @asynccontextmanager
-    async def _connect(self) -> AsyncIterator[tuple[Any, Any]]:
-        url = self.spec.endpoint_url
-        if self.spec.transport_type == "sse":
-            async with sse_client(
-                url,
-                timeout=self.timeout_s,
-                sse_read_timeout=self.timeout_s,
-                httpx_client_factory=self._async_client,
-            ) as streams:
-                yield streams
-            return
-        async with (
-            self._async_client() as http,
-            streamable_http_client(url, http_client=http) as streams,
-        ):
-            yield streams
 
     def _async_client(
         self,
@@ -197,26 +167,11 @@ def tls_context() -> ssl.SSLContext:
     return httpx2.create_ssl_context(trust_env=False)
 
 
-async def list_all_tools(session: ClientSession) -> tuple[ToolInfo, ...]:
-    """Every tool the server lists, following cursors (at most MAX_TOOL_PAGES pages)."""
-    from mcp.types import PaginatedRequestParams
+def mcp_session() -> Any:
+    """`agent.plugins.mcp_session`, imported at the first check rather than at start-up."""
+    from agent.plugins import mcp_session as sdk
 
-    tools: list[ToolInfo] = []
-    cursor: str | None = None
-    for _ in range(MAX_TOOL_PAGES):
-        params = PaginatedRequestParams(cursor=cursor) if cursor else None
-        page = await session.list_tools(params=params)
-        tools += [ToolInfo(t.name, t.description, _plain(t.input_schema)) for t in page.tools]
-        cursor = page.next_cursor
-        if not cursor:
-            return tuple(tools)
-    raise ProbeError(ErrorClass.PROTOCOL, f"tools/list did not end within {MAX_TOOL_PAGES} pages")
-
-
-def _plain(schema: Any) -> dict[str, Any]:
-    # Round-trip through JSON so that what is compared is exactly what JSONB will store.
-    plain: dict[str, Any] = json.loads(json.dumps(schema or {}, sort_keys=True, default=str))
-    return plain
+    return sdk
 
 
 def first_leaf(group: BaseExceptionGroup) -> BaseException:
@@ -266,6 +221,7 @@ def check_mcp_servers(
     A check still running `deadline_s` from now is cancelled and concluded as a TIMEOUT; every
     check, late or not, is dated by `clock` (the tasks pass the database's).
     """
+    mcp_session()  # imported before the batch's deadline starts, not within it
     return each_async(
         lambda spec: check_mcp_server(spec, make_probe, clock),
         specs,
