@@ -33,6 +33,7 @@ from agent.connections.address_policy import current, first_permitted
 from agent.connections.dockerwire import DockerAdapter
 from agent.connections.guarded import guard_adapter
 from agent.core.addresses import Family
+from agent.core.causes import causes
 from agent.core.credentials import PREFIXES, CredentialError
 from agent.core.results import ErrorClass, ProbeError
 
@@ -356,21 +357,6 @@ _RULES: tuple[tuple[Callable[[BaseException], bool], ErrorClass], ...] = (
         ErrorClass.PROTOCOL,
     ),
 )
-
-
-def causes(exc: BaseException) -> Iterator[BaseException]:
-    """`exc` and everything it wraps: causes, contexts, reasons, args, per-address errors."""
-    pending, seen = [exc], set()
-    while pending:
-        current = pending.pop(0)
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        inner = (current.__cause__, current.__context__, getattr(current, "reason", None))
-        per_address = getattr(current, "errors", None)  # paramiko's NoValidConnectionsError
-        nested = per_address.values() if isinstance(per_address, dict) else ()
-        pending += [x for x in (*inner, *current.args, *nested) if isinstance(x, BaseException)]
 
 
 def error_class(exc: BaseException) -> ErrorClass:

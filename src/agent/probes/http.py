@@ -34,7 +34,7 @@ import os
 import ssl
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -46,6 +46,7 @@ from agent.connections.address_policy import current
 from agent.connections.deadline import bounded_transport
 from agent.connections.guarded import guard_httpx
 from agent.core.addresses import Family
+from agent.core.causes import causes
 from agent.core.credentials import CredentialError, SecretResolver
 from agent.core.results import ErrorClass, Observation, ProbeError, Status, parse_config
 from agent.probes.base import Probe
@@ -209,7 +210,7 @@ class HttpProbe(Probe):
             return ErrorClass.CONFIG
         if isinstance(exc, httpx.TimeoutException):
             return ErrorClass.TIMEOUT
-        for cause in _causes(exc):
+        for cause in reversed(list(causes(exc, suppressed=False))):  # innermost first
             found = super().classify(cause)
             if found is not ErrorClass.INTERNAL:
                 return found
@@ -277,22 +278,6 @@ def _peer_certificate_facts(response: httpx.Response) -> dict[str, Any]:
     ssl_object = stream.get_extra_info("ssl_object") if stream is not None else None
     der = ssl_object.getpeercert(True) if ssl_object is not None else None
     return certificate_facts(der, datetime.now(UTC)) if der else {}
-
-
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """The exception and what caused it, innermost first (httpcore wraps its cause in args)."""
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = current.__cause__ or _implicit_cause(current)
-    return reversed(chain)
-
-
-def _implicit_cause(exc: BaseException) -> BaseException | None:
-    if not exc.__suppress_context__ and exc.__context__ is not None:
-        return exc.__context__
-    return next((arg for arg in exc.args if isinstance(arg, BaseException)), None)
 
 
 def from_instance(
