@@ -152,20 +152,6 @@ class Resolver(Protocol):
         ...
 
 
-class RecordingResolver:
-    """A resolver that remembers what it revealed, so the probe can scrub it."""
-
-    def __init__(self, inner: Resolver) -> None:
-        self._inner = inner
-        self.revealed: list[str] = []
-
-    def resolve(self, reference: str) -> str:
-        """The secret, remembered."""
-        value = self._inner.resolve(reference)
-        self.revealed.append(value)
-        return value
-
-
 def _pem(value: str, resolver: Resolver) -> str:
     return resolver.resolve(value) if value.startswith(PREFIXES) else value
 

@@ -94,6 +94,23 @@ class SecretResolver:
         return self._fernet
 
 
+class RecordingResolver:
+    """A resolver that remembers every value it reveals, so that messages can be scrubbed.
+
+    The one way probes and discoverers track their secrets (`agent.probes.base.Template`).
+    """
+
+    def __init__(self, inner: SecretResolver, revealed: list[str] | None = None) -> None:
+        self._inner = inner
+        self.revealed = revealed if revealed is not None else []
+
+    def resolve(self, reference: str) -> str:
+        """The secret, remembered."""
+        value = self._inner.resolve(reference)
+        self.revealed.append(value)
+        return value
+
+
 def generate_key() -> str:
     """A new Fernet key for AGENT_SECRET_KEY."""
     return Fernet.generate_key().decode()

@@ -151,7 +151,7 @@ class DockerDiscoverer(Discoverer):
 
     def __init__(self, raw: Mapping[str, Any], resolver: SecretResolver, timeout_s: float):
         self._raw = raw
-        self._resolver = engine_api.RecordingResolver(resolver)
+        self._resolver = self.tracking(resolver)
         self.timeout_s = timeout_s
 
     def discover(self) -> tuple[list[DiscoveredService], str]:
@@ -173,10 +173,6 @@ class DockerDiscoverer(Discoverer):
         host = str(self._raw.get("host") or "")
         services = [service_of(e, health.get(e.get("Id", "")), host) for e in listed]
         return services, f"{len(services)} containers"
-
-    def secrets(self) -> Iterable[str]:
-        """The TLS material resolved for this discovery."""
-        return tuple(self._resolver.revealed)
 
     def classify(self, exc: BaseException) -> ErrorClass:
         """Docker SDK failures by their cause, like the probe."""

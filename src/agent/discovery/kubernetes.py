@@ -25,7 +25,7 @@ fail (`auth`). Lists are bounded like the probe's (`agent.connections.kubeapi`).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -222,7 +222,6 @@ class KubernetesDiscoverer(Discoverer):
         self._raw = (host, port, connection_config)
         self._resolver = resolver
         self.timeout_s = timeout_s
-        self._secrets: tuple[str, ...] = ()
         self._unread: tuple[tuple[str, str], ...] = ()
 
     def discover(self) -> tuple[list[DiscoveredService], str]:
@@ -231,7 +230,7 @@ class KubernetesDiscoverer(Discoverer):
         options = parse_config(Options, self._raw[2] or {})
         deadline = kubeapi.Deadline(self.timeout_s)
         with kube.api_client_for(config, self._resolver, deadline) as api:
-            self._secrets = api.secrets
+            self.revealed.extend(api.secrets)
             found, forbidden = self._read(
                 api, list(reads(options.namespaces)), deadline, config.limits
             )
@@ -256,10 +255,6 @@ class KubernetesDiscoverer(Discoverer):
             raise kubeapi.Forbidden(f"forbidden (HTTP 403): {', '.join(forbidden)}", "everything")
         self._unread = tuple(unread)
         return found, forbidden
-
-    def secrets(self) -> Iterable[str]:
-        """The token and client key resolved for this discovery."""
-        return self._secrets
 
     def unread(self) -> tuple[tuple[str, str], ...]:
         """(type, name prefix) of the services a forbidden List left unread."""

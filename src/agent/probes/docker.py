@@ -66,7 +66,6 @@ from agent.connections.docker import (
     HEALTHS,
     STATES,
     Config,
-    RecordingResolver,
     Resolver,
     check_socket,
     client_for,
@@ -146,7 +145,7 @@ class DockerProbe(Probe):
     def __init__(self, raw: Mapping[str, Any], resolver: Resolver, timeout_s: float) -> None:
         super().__init__(timeout_s)
         self._raw = raw
-        self._resolver = RecordingResolver(resolver)
+        self._resolver = self.tracking(resolver)
 
     def config(self) -> Config:
         """The validated connection settings; a CONFIG ProbeError that never echoes a value."""
@@ -158,7 +157,7 @@ class DockerProbe(Probe):
 
     def check(self) -> Observation:
         """Ask the engine about itself and its containers."""
-        self._resolver.revealed.clear()
+        self.revealed.clear()
         config = self.config()
         check_socket(config, self.timeout_s)
         try:
@@ -182,10 +181,6 @@ class DockerProbe(Probe):
             by_state = count_states(api.containers(all=True))
             by_health = count_health(api, by_state["running"])
         return facts | {"containers_by_state": by_state, "containers_by_health": by_health}
-
-    def secrets(self) -> Iterable[str]:
-        """The TLS material resolved for this check."""
-        return tuple(self._resolver.revealed)
 
     def classify(self, exc: BaseException) -> ErrorClass:
         """Configuration and credential errors are CONFIG; docker SDK errors by their cause."""

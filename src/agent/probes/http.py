@@ -176,8 +176,7 @@ class HttpProbe(Probe):
     def __init__(self, raw: Mapping[str, Any], resolver: SecretResolver, timeout_s: float) -> None:
         super().__init__(timeout_s)
         self._raw = raw
-        self._resolver = resolver
-        self._secrets: list[str] = []
+        self._resolver = self.tracking(resolver)
 
     def config(self) -> Config:
         """The validated connection settings; a CONFIG ProbeError that never echoes a value."""
@@ -197,10 +196,6 @@ class HttpProbe(Probe):
             facts = {"status_code": response.status_code, **timings.phases()}
             facts.update(_peer_certificate_facts(response))
         return observe(config, response.status_code, facts)
-
-    def secrets(self) -> list[str]:
-        """The resolved bearer token, once resolved."""
-        return list(self._secrets)
 
     def classify(self, exc: BaseException) -> ErrorClass:
         """The error class of an httpx failure, from its innermost known cause."""
@@ -227,7 +222,6 @@ class HttpProbe(Probe):
         headers = {"User-Agent": "infra-agent", **config.headers}
         if config.bearer_token is not None:
             token = self._resolver.resolve(config.bearer_token)
-            self._secrets.append(token)
             headers["Authorization"] = f"Bearer {token}"
         return headers
 

@@ -335,15 +335,10 @@ class KubernetesProbe(Probe):
         self.port = port
         self.connection_config = connection_config
         self.resolver = resolver
-        self._secrets: tuple[str, ...] = ()
 
     def config(self) -> Config:
         """The validated connection settings; a CONFIG ProbeError that never echoes a value."""
         return parse_config(self.host, self.port, self.connection_config)
-
-    def secrets(self) -> Iterable[str]:
-        """The token and client key this probe resolved, once it has."""
-        return self._secrets
 
     def api_client(self, config: Config, deadline: Deadline) -> KubeApiClient:
         """The client this probe talks through; override to swap it."""
@@ -354,7 +349,7 @@ class KubernetesProbe(Probe):
         config = self.config()
         deadline = Deadline(self.timeout_s)
         with self.api_client(config, deadline) as api:
-            self._secrets = api.secrets
+            self.revealed.extend(api.secrets)
             ready = readiness(api, deadline)
             try:
                 seen = survey(api, deadline, config.limits, ready)

@@ -406,10 +406,9 @@ class SshProbe(Probe):
     ) -> None:
         super().__init__(timeout_s)
         self._raw = raw
-        self._resolver = resolver
+        self._resolver = self.tracking(resolver)
         self._known_hosts = known_hosts
         self._pool = pool
-        self._secrets: list[str] = []
 
     def config(self) -> Config:
         """The validated connection settings; a CONFIG ProbeError that never echoes a value."""
@@ -435,10 +434,6 @@ class SshProbe(Probe):
                 return output
         raise ProbeError(ErrorClass.PROTOCOL, "cached SSH connections kept failing")
 
-    def secrets(self) -> list[str]:
-        """The resolved password, passphrase and key text, once resolved."""
-        return list(self._secrets)
-
     def classify(self, exc: BaseException) -> ErrorClass:
         """Paramiko's failures in the probe's vocabulary."""
         if isinstance(exc, paramiko.BadHostKeyException):
@@ -460,9 +455,7 @@ class SshProbe(Probe):
     def _reveal(self, reference: str | None) -> str | None:
         if reference is None:
             return None
-        value = self._resolver.resolve(reference)
-        self._secrets.append(value)
-        return value
+        return self._resolver.resolve(reference)
 
     def _attempt(
         self,
