@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Self
 
 import docker
 import httpx
@@ -42,6 +42,7 @@ from agent.discovery.base import (
     Discoverer,
     scrub_labels,
 )
+from agent.probes.base import Target
 
 TYPE = "docker_container"
 HEALTH_URL_LABEL = "org.infra-agent.health-url"
@@ -154,6 +155,12 @@ class DockerDiscoverer(Discoverer):
         self._resolver = self.tracking(resolver)
         self.timeout_s = timeout_s
 
+    @classmethod
+    def of(cls, target: Target) -> Self:
+        """The discoverer of one `docker_api` instance."""
+        raw = {"host": target.host, "port": target.port, **target.connection_config}
+        return cls(raw, target.resolver, target.timeout_s)
+
     def discover(self) -> tuple[list[DiscoveredService], str]:
         """Every container, whatever its state."""
         config = parse_config(engine_api.Config, self._raw)
@@ -179,8 +186,4 @@ class DockerDiscoverer(Discoverer):
         return engine_api.error_class(exc)
 
 
-def from_instance(
-    host: str, port: int | None, connection_config: Mapping[str, Any], resolver, timeout_s: float
-) -> DockerDiscoverer:
-    """The discoverer of one `docker_api` instance."""
-    return DockerDiscoverer({"host": host, "port": port, **connection_config}, resolver, timeout_s)
+from_instance = DockerDiscoverer.from_instance

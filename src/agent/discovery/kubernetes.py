@@ -28,7 +28,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -45,6 +45,7 @@ from agent.discovery.base import (
     Discoverer,
     scrub_labels,
 )
+from agent.probes.base import Target
 
 # kind: (service type, the resource's plural in the API)
 WORKLOADS = {
@@ -224,6 +225,12 @@ class KubernetesDiscoverer(Discoverer):
         self.timeout_s = timeout_s
         self._unread: tuple[tuple[str, str], ...] = ()
 
+    @classmethod
+    def of(cls, target: Target) -> Self:
+        """The discoverer of one `kubernetes` instance."""
+        t = target
+        return cls(t.host, t.port, t.connection_config, t.resolver, t.timeout_s)
+
     def discover(self) -> tuple[list[DiscoveredService], str]:
         """Every workload and Service in the wanted namespaces that the credentials may list."""
         config = kube.parse_config(*self._raw)
@@ -265,8 +272,4 @@ class KubernetesDiscoverer(Discoverer):
         return kube.explain(exc)[0]
 
 
-def from_instance(
-    host: str, port: int | None, connection_config: Mapping[str, Any], resolver, timeout_s: float
-) -> KubernetesDiscoverer:
-    """The discoverer of one `kubernetes` instance."""
-    return KubernetesDiscoverer(host, port, connection_config, resolver, timeout_s)
+from_instance = KubernetesDiscoverer.from_instance

@@ -76,17 +76,14 @@ def from_instance(
 ) -> Any:
     """What `from_instance` of the module `modules` names for `connection_type` makes.
 
-    None for a type `modules` does not name. Only SSH takes the known host keys.
+    None for a type `modules` does not name. Every kind takes the same arguments
+    (`Template.from_instance`); only SSH reads the known host keys.
     """
     name = modules.get(connection_type or "")
     if name is None:
         return None
-    module = import_module(name)
-    if connection_type == "ssh":
-        return module.from_instance(
-            host, port, connection_config, resolver, timeout_s, known_hosts=known_hosts
-        )
-    return module.from_instance(host, port, connection_config, resolver, timeout_s)
+    make = import_module(name).from_instance
+    return make(host, port, connection_config, resolver, timeout_s, known_hosts=known_hosts)
 
 
 def validate(

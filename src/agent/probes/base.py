@@ -10,11 +10,13 @@ from __future__ import annotations
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, TypeVar
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from agent.connections.deadline import deadline_scope
+from agent.connections.known_hosts import KnownHosts
+from agent.connections.sshpool import TransportPool
 from agent.core.credentials import RecordingResolver, SecretResolver
 from agent.core.results import (
     UNREACHABLE_CLASSES,
@@ -40,6 +42,26 @@ class InstanceFacts:
 Out = TypeVar("Out")
 
 
+@dataclass(frozen=True)
+class Target:
+    """One instance row as a probe or discoverer is made from it, with what the worker lends."""
+
+    host: str
+    port: int | None
+    connection_config: Mapping[str, Any] = field(repr=False)
+    resolver: SecretResolver = field(repr=False)
+    timeout_s: float
+    known_hosts: KnownHosts | None = None  # the host keys SSH trusts
+    pool: TransportPool | None = None  # SSH's transport cache
+
+    def raw(self) -> dict[str, Any]:
+        """The config's values with the row's host, and its port unless the config names one."""
+        raw = {"host": self.host, **self.connection_config}
+        if self.port is not None:
+            raw.setdefault("port", self.port)
+        return raw
+
+
 class Template(ABC, Generic[Out]):
     """What probes and discoverers share: `run()` never raises, secrets never leave.
 
@@ -50,6 +72,27 @@ class Template(ABC, Generic[Out]):
 
     kind: ClassVar[str]
     timeout_s: float = math.inf
+
+    @classmethod
+    def from_instance(
+        cls,
+        host: str,
+        port: int | None,
+        connection_config: Mapping[str, Any],
+        resolver: SecretResolver,
+        timeout_s: float,
+        *,
+        known_hosts: KnownHosts | None = None,
+        pool: TransportPool | None = None,
+    ) -> Self:
+        """The one factory signature of every probe and discoverer: made from an instance row."""
+        target = Target(host, port, connection_config, resolver, timeout_s, known_hosts, pool)
+        return cls.of(target)
+
+    @classmethod
+    def of(cls, target: Target) -> Self:
+        """Made from `target`; a bad config becomes a CONFIG outcome when run."""
+        raise NotImplementedError(f"{cls.__name__} is not made from an instance row")
 
     @abstractmethod
     def attempt(self) -> Any:

@@ -53,7 +53,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, Self
 
 import docker
 import httpx
@@ -73,9 +73,8 @@ from agent.connections.docker import (
     explain,
 )
 from agent.connections.docker import SECRET_FIELDS as SECRET_FIELDS
-from agent.core.credentials import SecretResolver
 from agent.core.results import ErrorClass, Observation, ProbeError, Status, parse_config
-from agent.probes.base import InstanceFacts, Probe, clip, resources
+from agent.probes.base import InstanceFacts, Probe, Target, clip, resources
 
 CAN_CONNECT = "docker.can_connect"
 CONTAINERS_HEALTHY = "docker.containers_healthy"
@@ -147,6 +146,12 @@ class DockerProbe(Probe):
         self._raw = raw
         self._resolver = self.tracking(resolver)
 
+    @classmethod
+    def of(cls, target: Target) -> Self:
+        """The Docker probe of one instance."""
+        raw = {"host": target.host, "port": target.port, **target.connection_config}
+        return cls(raw, target.resolver, target.timeout_s)
+
     def config(self) -> Config:
         """The validated connection settings; a CONFIG ProbeError that never echoes a value."""
         return parse_config(Config, self._raw)
@@ -197,12 +202,4 @@ def instance_facts(facts: Mapping[str, Any]) -> InstanceFacts:
     )
 
 
-def from_instance(
-    host: str,
-    port: int | None,
-    connection_config: Mapping[str, Any],
-    resolver: SecretResolver,
-    timeout_s: float,
-) -> DockerProbe:
-    """The Docker probe for one instance; a bad config becomes a CONFIG result when run."""
-    return DockerProbe({"host": host, "port": port, **connection_config}, resolver, timeout_s)
+from_instance = DockerProbe.from_instance

@@ -36,7 +36,7 @@ import threading
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import httpx
 from cryptography import x509
@@ -49,7 +49,7 @@ from agent.core.addresses import Family
 from agent.core.causes import causes
 from agent.core.credentials import CredentialError, SecretResolver
 from agent.core.results import ErrorClass, Observation, ProbeError, Status, parse_config
-from agent.probes.base import Probe
+from agent.probes.base import Probe, Target
 
 _SEVERITY = (Status.OK, Status.WARNING, Status.CRITICAL)
 _PHASES = {
@@ -178,6 +178,11 @@ class HttpProbe(Probe):
         self._raw = raw
         self._resolver = self.tracking(resolver)
 
+    @classmethod
+    def of(cls, target: Target) -> Self:
+        """The HTTP probe of one instance."""
+        return cls(target.raw(), target.resolver, target.timeout_s)
+
     def config(self) -> Config:
         """The validated connection settings; a CONFIG ProbeError that never echoes a value."""
         return parse_config(Config, self._raw)
@@ -274,15 +279,4 @@ def _peer_certificate_facts(response: httpx.Response) -> dict[str, Any]:
     return certificate_facts(der, datetime.now(UTC)) if der else {}
 
 
-def from_instance(
-    host: str,
-    port: int | None,
-    connection_config: Mapping[str, Any],
-    resolver: SecretResolver,
-    timeout_s: float,
-) -> HttpProbe:
-    """The HTTP probe for one instance; a bad config becomes a CONFIG result when run."""
-    raw = {"host": host, **connection_config}
-    if port is not None:
-        raw.setdefault("port", port)
-    return HttpProbe(raw, resolver, timeout_s)
+from_instance = HttpProbe.from_instance

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import paramiko
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -45,7 +45,7 @@ from agent.connections.known_hosts import (
 from agent.connections.sshpool import TransportPool, default_pool
 from agent.core.credentials import SecretResolver
 from agent.core.results import ErrorClass, Observation, ProbeError, Status, parse_config
-from agent.probes.base import InstanceFacts, Probe, clip, resources
+from agent.probes.base import InstanceFacts, Probe, Target, clip, resources
 from agent.probes.tcp import open_socket
 
 MAX_OUTPUT_BYTES = 256 * 1024
@@ -410,6 +410,17 @@ class SshProbe(Probe):
         self._known_hosts = known_hosts
         self._pool = pool
 
+    @classmethod
+    def of(cls, target: Target) -> Self:
+        """The SSH probe of one instance.
+
+        Known hosts default to the store set by `use_known_hosts` (else one in this process's
+        memory), the pool to the process's shared transport cache.
+        """
+        known = _default_known_hosts if target.known_hosts is None else target.known_hosts
+        pool = default_pool if target.pool is None else target.pool
+        return cls(target.raw(), target.resolver, target.timeout_s, known, pool)
+
     def config(self) -> Config:
         """The validated connection settings; a CONFIG ProbeError that never echoes a value."""
         return parse_config(Config, self._raw)
@@ -507,26 +518,7 @@ def instance_facts(facts: Mapping[str, Any]) -> InstanceFacts:
     )
 
 
-def from_instance(
-    host: str,
-    port: int | None,
-    connection_config: Mapping[str, Any],
-    resolver: SecretResolver,
-    timeout_s: float,
-    *,
-    known_hosts: KnownHosts | None = None,
-    pool: TransportPool | None = None,
-) -> SshProbe:
-    """The SSH probe for one instance; a bad config becomes a CONFIG result when run.
-
-    `known_hosts` defaults to the store set by `use_known_hosts` (else one in this process's
-    memory), `pool` to the process's shared transport cache.
-    """
-    raw = {"host": host, **connection_config}
-    if port is not None:
-        raw.setdefault("port", port)
-    store = _default_known_hosts if known_hosts is None else known_hosts
-    return SshProbe(raw, resolver, timeout_s, store, default_pool if pool is None else pool)
+from_instance = SshProbe.from_instance
 
 
 def use_known_hosts(store: KnownHosts) -> None:

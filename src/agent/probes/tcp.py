@@ -16,15 +16,14 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.connections import address_policy
 from agent.core.addresses import Family
-from agent.core.credentials import SecretResolver
 from agent.core.results import ErrorClass, Observation, ProbeError, Status, parse_config
-from agent.probes.base import Probe
+from agent.probes.base import Probe, Target
 
 MAX_BANNER_BYTES = 1024
 _Model = TypeVar("_Model", bound=BaseModel)
@@ -84,6 +83,11 @@ class TcpProbe(Probe):
         """The validated connection settings; a CONFIG ProbeError that never echoes a value."""
         return parse_config(Config, self._raw)
 
+    @classmethod
+    def of(cls, target: Target) -> Self:
+        """The TCP probe of one instance."""
+        return cls(target.raw(), target.timeout_s)
+
     def check(self) -> Observation:
         """Connect once and report how long it took."""
         config = self.config()
@@ -99,15 +103,4 @@ def _ms_since(started: float) -> float:
     return round((time.perf_counter() - started) * 1000.0, 3)
 
 
-def from_instance(
-    host: str,
-    port: int | None,
-    connection_config: Mapping[str, Any],
-    resolver: SecretResolver,
-    timeout_s: float,
-) -> TcpProbe:
-    """The TCP probe for one instance; a bad config becomes a CONFIG result when run."""
-    raw = {"host": host, **connection_config}
-    if port is not None:
-        raw.setdefault("port", port)
-    return TcpProbe(raw, timeout_s)
+from_instance = TcpProbe.from_instance
