@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from importlib import import_module
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from agent.connections.known_hosts import KnownHosts
 from agent.core.credentials import SecretResolver
 from agent.core.results import ErrorClass, Observation, ProbeError, ProbeResult
 from agent.probes.base import InstanceFacts, Probe
+
+Made = TypeVar("Made")
 
 MODULES = {
     "ssh": "agent.probes.ssh",
@@ -49,41 +52,38 @@ class UnsupportedProbe(Probe):
         )
 
 
-def probe_for(
-    connection_type: str | None,
-    host: str,
-    port: int | None,
-    connection_config: Mapping[str, Any],
-    resolver: SecretResolver,
-    timeout_s: float,
-    known_hosts: KnownHosts | None = None,
-) -> Probe:
-    """The probe that checks an instance of `connection_type`; SSH trusts `known_hosts`."""
-    args = (host, port, connection_config, resolver, timeout_s, known_hosts)
-    made = from_instance(MODULES, connection_type, *args)
-    return made if made is not None else UnsupportedProbe(connection_type)
+@dataclass(frozen=True)
+class Factory(Generic[Made]):
+    """Makes what checks (or discovers) an instance, by its `connection_type`: one module a type.
 
-
-def from_instance(
-    modules: Mapping[str, str],
-    connection_type: str | None,
-    host: str,
-    port: int | None,
-    connection_config: Mapping[str, Any],
-    resolver: SecretResolver,
-    timeout_s: float,
-    known_hosts: KnownHosts | None,
-) -> Any:
-    """What `from_instance` of the module `modules` names for `connection_type` makes.
-
-    None for a type `modules` does not name. Every kind takes the same arguments
-    (`Template.from_instance`); only SSH reads the known host keys.
+    Each module's `from_instance` is `Template.from_instance`, so every type takes the same
+    arguments; only SSH reads the known host keys. A type `modules` does not name gets
+    `unsupported`, whose outcome says so.
     """
-    name = modules.get(connection_type or "")
-    if name is None:
-        return None
-    make = import_module(name).from_instance
-    return make(host, port, connection_config, resolver, timeout_s, known_hosts=known_hosts)
+
+    modules: Mapping[str, str]
+    unsupported: Callable[[str | None], Made]
+
+    def __call__(
+        self,
+        connection_type: str | None,
+        host: str,
+        port: int | None,
+        connection_config: Mapping[str, Any],
+        resolver: SecretResolver,
+        timeout_s: float,
+        known_hosts: KnownHosts | None = None,
+    ) -> Made:
+        """What checks an instance of `connection_type`; SSH trusts `known_hosts`."""
+        name = self.modules.get(connection_type or "")
+        if name is None:
+            return self.unsupported(connection_type)
+        make = import_module(name).from_instance
+        return make(host, port, connection_config, resolver, timeout_s, known_hosts=known_hosts)
+
+
+probe_for = Factory[Probe](MODULES, UnsupportedProbe)
+"""The probe that checks an instance of a connection type."""
 
 
 def validate(
