@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 SSHD = Path("/usr/sbin/sshd")
 ADDRESSES_PER_SSHD = 16  # OpenSSH's MAX_LISTEN_SOCKS
 FIRST_ADDRESS = ipaddress.ip_address("127.0.0.2")
-START_TIMEOUT_S = 20.0
+START_TIMEOUT_S = 60.0  # 32 sshd processes starting on a loaded machine
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ UNCONFIGURED_BROKER = "memory://unconfigured"
 
 def is_unix_socket(url: str | None) -> bool:
     """Whether a Redis URL names a Unix socket (`redis+socket:///path`), not a TCP address."""
-    return bool(url) and url.partition("://")[0].lower() in UNIX_SOCKET_SCHEMES
+    return bool(url) and str(url).partition("://")[0].lower() in UNIX_SOCKET_SCHEMES
 
 
 def broker_transport_options(settings: Settings, url: str | None = None) -> dict[str, object]:
@@ -121,7 +121,7 @@ def celery_config(settings: Settings) -> dict[str, object]:
         "result_extended": True,
         "task_track_started": True,
         "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        "task_send_sent_event": False,
         "task_queues": [Queue(name, Exchange(name), routing_key=name) for name in QUEUES],
         "task_default_queue": DEFAULT_QUEUE,
         "task_routes": {f"agent.{family}.*": {"queue": family} for family in JOB_QUEUES},

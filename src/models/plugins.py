@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import ForeignKey, PrimaryKeyConstraint, String
 from sqlalchemy.orm import Mapped, mapped_column
@@ -27,8 +27,8 @@ HISTORY_SERIES = Series("plugin_health_history", "time", "day")
 # applies retention to it like to `instance_health_history`.
 SERIES.setdefault(HISTORY_SERIES.table, HISTORY_SERIES)
 
-INSTALLATION = "installation"
-MCP_SERVER = "mcp_server"
+INSTALLATION: Final = "installation"
+MCP_SERVER: Final = "mcp_server"
 
 
 class AgentInstallationHealth(Base):

@@ -292,7 +292,7 @@ def due_installations(session: Session, interval_s: float, limit: int) -> Sequen
 
 def installations_to_check(
     session: Session, ids: Sequence[uuid.UUID]
-) -> Sequence[Row[tuple[ServiceInstallation, ServiceRegistry, AgentInstallationHealth | None]]]:
+) -> Sequence[Row[ServiceInstallation, ServiceRegistry, AgentInstallationHealth | None]]:
     """The live installations among `ids`, with their registry entry and damping state."""
     si, sr, health = ServiceInstallation, ServiceRegistry, AgentInstallationHealth
     query = (

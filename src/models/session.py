@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
+import psycopg
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -44,3 +46,17 @@ def session_scope() -> Iterator[Session]:
     assert _factory is not None
     with _factory.begin() as session:
         yield session
+
+
+def ping_database() -> None:
+    """One `SELECT 1` on a pooled connection, outside any transaction (no BEGIN, no COMMIT)."""
+    with get_engine().connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql("SELECT 1")
+
+
+def driver_connection(session: Session) -> psycopg.Connection[Any]:
+    """The psycopg connection under `session`'s transaction, for what only it offers (COPY)."""
+    raw = session.connection().connection.driver_connection
+    # A connection checked out for a transaction always has its driver's connection.
+    assert raw is not None
+    return raw

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from celery import shared_task
+from sqlalchemy.orm import Session
 
 from agent.api import contract
 from agent.benchmarks import content_sha256, run_id_for
@@ -76,7 +77,9 @@ def alerts(package: str | None = None, limit: int = 100) -> list[contract.Alert]
     if package is not None:
         package = as_text(package, "package", MAX_LENGTH["package"])
     with session_scope() as session:
-        return [alert_summary(a) for a in queries.open_alerts(session, limit, package)]
+        # Plain dicts shaped as the contract's Alert (see the tasks.* section of pyproject.toml).
+        alerts = [alert_summary(a) for a in queries.open_alerts(session, limit, package)]
+        return alerts
 
 
 def bytes_read(task: Any, size: int) -> Progress:
@@ -162,7 +165,7 @@ def ingest_stream(
 
 
 def store_run(
-    session: Any,
+    session: Session,
     settings: Settings,
     stream: IO[bytes],
     sha: str,
@@ -179,7 +182,8 @@ def store_run(
     merged.setdefault("run_id", run_id_for(sha))
     run_id = storable(merged["run_id"], "run_id")  # the payload's own may be anything
     validator = Validator(merged, parsed.format, latest_allowed(settings))
-    tally, touched, valid = Tally(), {}, 0
+    touched: dict[SeriesKey, dt.datetime] = {}
+    tally, valid = Tally(), 0
     for batch in prefetch(batches(parsed.rows, validator, tally, settings.benchmarks_batch_rows)):
         valid += len(batch.points)
         for series in bench_store.store_points(session, batch.points, batch.days):
@@ -301,7 +305,9 @@ ALERT_FIELDS = (
 
 def alert_summary(alert: BenchmarkAlert | dict[str, Any]) -> dict[str, Any]:
     """An alert as plain JSON (an infinite statistic, from a constant history, is null)."""
-    get = alert.get if isinstance(alert, dict) else lambda name: getattr(alert, name)
+    get: Callable[[str], Any] = (
+        alert.get if isinstance(alert, dict) else lambda name: getattr(alert, name)
+    )
     summary = {name: _plain(get(name)) for name in ALERT_FIELDS}
     summary["timestamp"] = get("timestamp").isoformat()
     if not isinstance(alert, dict):

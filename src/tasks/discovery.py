@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from celery import shared_task
+from sqlalchemy.orm import Session
 
 from agent.api import contract
 from agent.connections.known_hosts import MemoryKnownHosts
@@ -114,7 +115,7 @@ def discovery_sweep(settings: Settings) -> Sweep:
     )
 
 
-def candidates(session: Any, settings: Settings) -> list[Due]:
+def candidates(session: Session, settings: Settings) -> list[Due]:
     """The instances discovery can read and no discovery holds, each with its queue and kind."""
     rows = queries.discovery_candidates(
         session, sorted(MODULES), INSTANCE_LEASE, settings.discovery_max_per_sweep
@@ -139,7 +140,7 @@ class DiscoveryJob:
         self.lease_s = settings.task_time_limit_s + 60
         self.lease_of = instance_lease
 
-    def load(self, session: Any, ids: Sequence[uuid.UUID]) -> Taken:
+    def load(self, session: Session, ids: Sequence[uuid.UUID]) -> Taken:
         """The specs and host keys of `ids`, and the rules that match plugins to services."""
         specs = instance_specs(session, ids, Policy())
         rules = rules_from(queries.managing_plugins(session))
@@ -168,13 +169,13 @@ class DiscoveryJob:
         """Each instance reconciled in its own transaction; a summary of each."""
         return [reconcile_one(item, taken.rules, taken.known, holder) for item in found]
 
-    def tally(self, _found: list[Discovered], done: list[dict[str, Any]]) -> dict[str, Any]:
+    def tally(self, _found: list[Discovered], reconciled: list[dict[str, Any]]) -> dict[str, Any]:
         """Counts for the task result: discovered, failed, and the services' changes."""
-        return tally(done)
+        return tally(reconciled)
 
-    def summary(self, _found: list[Discovered], done: list[dict[str, Any]]) -> dict[str, Any]:
+    def summary(self, _found: list[Discovered], reconciled: list[dict[str, Any]]) -> dict[str, Any]:
         """The one discovery's JSON summary."""
-        return done[0]
+        return reconciled[0]
 
     def not_done(self, instance_id: uuid.UUID, reason: str) -> dict[str, Any]:
         """The result of a discovery on demand that could not go ahead."""

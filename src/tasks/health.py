@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from celery import shared_task
+from sqlalchemy.orm import Session
 
 from agent.api import contract
 from agent.connections.known_hosts import MemoryKnownHosts
@@ -24,6 +25,7 @@ from agent.core.results import ProbeResult
 from agent.core.settings import Settings, get_settings
 from agent.health import Checked, InstanceSpec, check_all, queue_for
 from agent.probes import probe_for
+from agent.probes.base import Probe
 from models import queries, store
 from models.agent import instance_lease
 from models.session import session_scope
@@ -98,7 +100,7 @@ def health_sweep(settings: Settings) -> Sweep:
     )
 
 
-def due_instances(session: Any, settings: Settings) -> list[Due]:
+def due_instances(session: Session, settings: Settings) -> list[Due]:
     """The instances due a check, each with its queue and kind."""
     due = queries.due_instances(session, settings.health_interval_s, settings.health_max_per_sweep)
     return [(queue_for(row.tags or ()), row.connection_type, row.id) for row in due]
@@ -133,7 +135,7 @@ class HealthJob:
         self.lease_s = settings.task_time_limit_s + 60
         self.lease_of = instance_lease
 
-    def load(self, session: Any, ids: Sequence[uuid.UUID]) -> Taken:
+    def load(self, session: Session, ids: Sequence[uuid.UUID]) -> Taken:
         """The specs and host keys of `ids`, and the database's clock, read once."""
         clock = Clock.reading(queries.database_time(session))
         specs = instance_specs(session, ids, default_policy(self.settings))
@@ -184,11 +186,11 @@ def default_policy(settings: Settings) -> Policy:
     return Policy(settings.health_failures_before_offline, settings.health_successes_before_online)
 
 
-def prober(settings: Settings, known: MemoryKnownHosts) -> Any:
+def prober(settings: Settings, known: MemoryKnownHosts) -> Callable[[InstanceSpec], Probe]:
     """A function that builds the probe for a spec with this worker's secrets and keys."""
     resolver = resolver_for(settings)
 
-    def make(spec: InstanceSpec) -> Any:
+    def make(spec: InstanceSpec) -> Probe:
         return probe_for(
             spec.connection_type,
             spec.host,

@@ -19,6 +19,7 @@ from typing import Any
 from celery import shared_task
 from psycopg.errors import LockNotAvailable
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from agent.core.prune_targets import PruneTarget
 from agent.core.settings import Settings, get_settings
@@ -212,12 +213,12 @@ def plan(settings: Settings, now: dt.datetime) -> dict[str, Any]:
         }
 
 
-def expired_counts(session: Any, targets: Sequence[PruneTarget]) -> dict[str, int]:
+def expired_counts(session: Session, targets: Sequence[PruneTarget]) -> dict[str, int]:
     """Expired rows per target table."""
     return {t.table: store.count_expired(session, store.resolve(session, t)) for t in targets}
 
 
-def droppable(session: Any, windows: dict[str, dt.datetime | None]) -> dict[str, list[str]]:
+def droppable(session: Session, windows: dict[str, dt.datetime | None]) -> dict[str, list[str]]:
     """The partitions or chunks each series with a retention window would lose now."""
     conn = session.connection()
     return {

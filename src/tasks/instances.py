@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
+
+from sqlalchemy.orm import Session
 
 from agent.connections.known_hosts import MemoryKnownHosts, host_entry
 from agent.core.damping import Policy
@@ -40,13 +41,15 @@ def ssh_entry(spec: InstanceSpec) -> str:
     return host_entry(spec.host, int(port))
 
 
-def instance_specs(session: Any, ids: Sequence[uuid.UUID], default: Policy) -> list[InstanceSpec]:
+def instance_specs(
+    session: Session, ids: Sequence[uuid.UUID], default: Policy
+) -> list[InstanceSpec]:
     """The specs of the instances of `ids` (none for no ids), in the caller's transaction."""
     return [spec_of(row, default) for row in (queries.instances(session, ids) if ids else [])]
 
 
 def known_hosts(
-    session: Any, specs: Sequence[InstanceSpec], ids: Sequence[uuid.UUID]
+    session: Session, specs: Sequence[InstanceSpec], ids: Sequence[uuid.UUID]
 ) -> MemoryKnownHosts:
     """The recorded host keys of the SSH instances among `specs`, by known-hosts entry."""
     keys = queries.known_host_keys(session, ids)

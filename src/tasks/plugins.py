@@ -18,6 +18,7 @@ from functools import partial
 from typing import Any, Literal
 
 from celery import shared_task
+from sqlalchemy.orm import Session
 
 from agent.api import contract
 from agent.core.clock import Clock
@@ -124,7 +125,7 @@ def plugins_refresh(settings: Settings) -> Sweep:
     )
 
 
-def due_plugins(session: Any, settings: Settings) -> list[Due]:
+def due_plugins(session: Session, settings: Settings) -> list[Due]:
     """The installations, then the MCP servers, due a check (at most so many of each)."""
     interval, limit = settings.plugins_interval_s, settings.plugins_max_per_refresh
     due = {
@@ -164,7 +165,7 @@ class PluginJob:
         self.lease_s = settings.task_time_limit_s + 60
         self.lease_of = partial(plugin_lease, kind)
 
-    def load(self, session: Any, ids: Sequence[uuid.UUID]) -> Taken:
+    def load(self, session: Session, ids: Sequence[uuid.UUID]) -> Taken:
         """The specs of `ids`, and the database's clock, read once."""
         clock = Clock.reading(queries.database_time(session))
         return Taken(specs_of(session, self.kind, ids, self.settings) if ids else [], clock)
@@ -203,7 +204,7 @@ class PluginJob:
 
 
 def specs_of(
-    session: Any, kind: PluginType, ids: Sequence[uuid.UUID], settings: Settings
+    session: Session, kind: PluginType, ids: Sequence[uuid.UUID], settings: Settings
 ) -> list[Any]:
     """What the checks of `ids` need, with the damping policy from settings."""
     policy = Policy(
@@ -307,7 +308,7 @@ def limits_of(settings: Settings) -> ClientLimits:
 
 
 def write(
-    session: Any,
+    session: Session,
     kind: PluginType,
     checked: Sequence[PluginChecked],
     holder: str,
@@ -323,7 +324,7 @@ def write(
     return tools
 
 
-def sync_tools(session: Any, kept: Sequence[PluginChecked]) -> dict[str, dict[str, int]]:
+def sync_tools(session: Session, kept: Sequence[PluginChecked]) -> dict[str, dict[str, int]]:
     """The written servers' tool rows made to match their listings; the changes by server."""
     listed = {uuid.UUID(c.plugin_id): c.details["tools"] for c in kept if "tools" in c.details}
     if not listed:

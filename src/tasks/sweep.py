@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal, Protocol, TypeVar
 
+from sqlalchemy.orm import Session
+
 from models import store
 from models.session import session_scope
 from tasks.common import Progress, counter
@@ -59,12 +61,14 @@ class Sweep:
 class Job(Protocol[Loaded, Done]):
     """What one family's batch does between taking its leases and writing what it found."""
 
-    lease_s: float
+    @property
+    def lease_s(self) -> float:
+        """How long a batch holds its items' leases."""
 
     def lease_of(self, item_id: uuid.UUID) -> str:
         """The lease a run on this item holds."""
 
-    def load(self, session: Any, ids: Sequence[uuid.UUID]) -> Loaded:
+    def load(self, session: Session, ids: Sequence[uuid.UUID]) -> Loaded:
         """What the runs of `ids` (the ones this holder leased) need, from the database."""
 
     def refusal(self, loaded: Loaded) -> str | None:
@@ -110,7 +114,7 @@ def plan(sweep: Sweep, holder: str) -> list[Batch] | None:
         return lease_batches(session, sweep, sweep.due(session))
 
 
-def lease_batches(session: Any, sweep: Sweep, due: Iterable[Due]) -> list[Batch]:
+def lease_batches(session: Session, sweep: Sweep, due: Iterable[Due]) -> list[Batch]:
     """Due items grouped by label and kind, cut into batches leased to their future task ids."""
     groups: dict[tuple[str, str | None], list[uuid.UUID]] = {}
     for label, kind, item_id in due:
@@ -123,7 +127,7 @@ def lease_batches(session: Any, sweep: Sweep, due: Iterable[Due]) -> list[Batch]
 
 
 def lease_chunks(
-    session: Any, sweep: Sweep, label: str, ids: Sequence[uuid.UUID]
+    session: Session, sweep: Sweep, label: str, ids: Sequence[uuid.UUID]
 ) -> list[tuple[str, list[uuid.UUID]]]:
     """`ids` in chunks of the batch size, each leased to its future task id (the first item).
 
@@ -161,7 +165,7 @@ def by_type(batches: Sequence[Batch]) -> dict[str, Any]:
 
 
 def held(
-    session: Any,
+    session: Session,
     ids: Sequence[uuid.UUID],
     holder: str,
     ttl_s: float,

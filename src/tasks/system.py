@@ -6,17 +6,17 @@ import socket
 import time
 
 from celery import shared_task
-from sqlalchemy import text
 
-from models.session import session_scope
+from models.session import ping_database
 
 
-@shared_task(name="agent.system.ping", acks_late=False, ignore_result=False)
+# No STARTED state: the answer follows within milliseconds, and writing the state would cost
+# a result-backend write per ping for a state no caller gets to see.
+@shared_task(name="agent.system.ping", acks_late=False, ignore_result=False, track_started=False)
 def ping() -> dict[str, object]:
     """Answer with the worker's host name and the database's round-trip time."""
     started = time.perf_counter()
-    with session_scope() as session:
-        session.execute(text("SELECT 1"))
+    ping_database()
     return {
         "pong": True,
         "hostname": socket.gethostname(),

@@ -37,12 +37,17 @@ def known_hosts() -> MemoryKnownHosts:
 
 @pytest.fixture
 def make_probe(sshd: SshServer, resolver, transport_pool, known_hosts):
-    """Build an SSH probe against the test sshd; keyword arguments override connection_config."""
+    """Build an SSH probe against the test sshd; keyword arguments override connection_config.
+
+    The key is encrypted once, as it is stored once in an instance's row: a login is
+    identified by its stored secret references.
+    """
+    private_key = resolver.encrypt(sshd.private_key)
 
     def make(*, port=None, timeout_s=10.0, store=None, **overrides):
         config = {
             "username": sshd.username,
-            "private_key": resolver.encrypt(sshd.private_key),
+            "private_key": private_key,
             "host_key": sshd.host_key,
             **overrides,
         }
@@ -318,6 +323,23 @@ def test_a_check_on_a_cached_login_does_not_parse_the_private_key(
     assert (len(parsed), transport_pool.stats().hits) == (1, 2)
 
 
+def test_a_check_on_a_cached_login_decrypts_no_secret(
+    make_probe, resolver, transport_pool, monkeypatch
+):
+    decrypted = []
+    decrypt = resolver._decrypt
+    monkeypatch.setattr(resolver, "_decrypt", lambda token: decrypted.append(1) or decrypt(token))
+    statuses = [make_probe().run().status for _ in range(3)]
+    assert statuses == [Status.OK] * 3
+    assert (len(decrypted), transport_pool.stats().hits) == (1, 2)
+
+
+def test_a_changed_secret_reference_makes_a_new_login(make_probe, sshd, resolver, transport_pool):
+    assert make_probe().run().status is Status.OK
+    assert make_probe(private_key=resolver.encrypt(sshd.private_key)).run().status is Status.OK
+    assert (transport_pool.stats().misses, transport_pool.stats().hits) == (2, 0)
+
+
 def test_a_cached_login_sleeps_while_idle_and_its_thread_ends_as_soon_as_it_closes(
     make_probe, transport_pool
 ):
@@ -329,3 +351,25 @@ def test_a_cached_login_sleeps_while_idle_and_its_thread_ends_as_soon_as_it_clos
     transport.join(timeout=2)
     assert not transport.is_alive()
     assert time.monotonic() - started < 1.0
+
+
+def test_checks_on_a_cached_login_run_in_one_kept_shell(make_probe, sshd, transport_pool):
+    before = sessions_opened(sshd)
+    results = [make_probe().run() for _ in range(4)]
+    assert [result.status for result in results] == [Status.OK] * 4
+    assert {frozenset(result.facts) for result in results} == {frozenset(results[0].facts)}
+    assert results[-1].facts["os_type"] == "linux"
+    assert sessions_opened(sshd) - before == 1
+
+
+def test_a_kept_shell_that_exited_is_replaced_on_the_same_login(make_probe, transport_pool):
+    assert make_probe().run().status is Status.OK
+    transport = next(iter(transport_pool._entries.values())).transport
+    [shell] = transport.idle_shells
+    shell.sendall(b"exit\n")  # the remote shell ends; the login stays
+    shell.status_event.wait(5)
+    result = make_probe().run()
+    assert result.status is Status.OK, result.message
+    assert (transport_pool.stats().misses, transport_pool.stats().hits) == (1, 1)
+    assert len(transport.idle_shells) == 1
+    assert transport.idle_shells[0] is not shell

@@ -109,3 +109,19 @@ def test_workers_consume_celerys_default_queue_for_plain_send_task(config):
     queues = {queue.name: queue for queue in config["task_queues"]}
     assert queues["celery"].routing_key == "celery"
     assert queues["celery"].exchange.name == "celery"
+
+
+def test_workers_send_the_task_events_flower_shows_and_senders_send_none(config):
+    assert config["worker_send_task_events"] is True
+    assert config["task_send_sent_event"] is False
+
+
+def test_every_task_but_the_ping_records_its_started_state():
+    app = create_app(Settings())
+    app.loader.import_default_modules()
+    started = {
+        name: task.track_started for name, task in app.tasks.items() if name.startswith("agent.")
+    }
+    assert started.pop("agent.system.ping") is False
+    assert started
+    assert all(started.values())

@@ -1,5 +1,6 @@
 """How a batch runs its checks: bounded threads, jitter that spreads starts, results in order."""
 
+import asyncio
 import datetime as dt
 import random
 import threading
@@ -114,3 +115,67 @@ def test_a_check_late_at_the_batch_deadline_is_a_timeout_dated_by_the_batch_cloc
     assert late.result.error_class == ErrorClass.TIMEOUT
     assert "batch deadline" in late.result.message
     assert dt.timedelta(0) < late.checked_at - database.at < dt.timedelta(seconds=5)
+
+
+class Waving(Probe):
+    """A threaded probe that waits until the coroutine check has started, then says so."""
+
+    kind = "ssh"
+
+    def __init__(self, started: threading.Event, answered: threading.Event) -> None:
+        super().__init__()
+        self.started, self.answered = started, answered
+
+    def check(self) -> Observation:
+        assert self.started.wait(5), "the coroutine check never started"
+        self.answered.set()
+        return Observation()
+
+
+class WavingBack(Probe):
+    """A coroutine probe that waits (without blocking its loop) for the threaded one."""
+
+    kind = "tcp"
+
+    def __init__(self, started: threading.Event, answered: threading.Event) -> None:
+        super().__init__(timeout_s=5.0)
+        self.started, self.answered = started, answered
+
+    def check(self) -> Observation:
+        raise NotImplementedError
+
+    async def acheck(self) -> Observation:
+        self.started.set()
+        while not self.answered.is_set():
+            await asyncio.sleep(0.01)
+        return Observation()
+
+
+def test_a_mixed_batch_runs_its_coroutine_and_threaded_checks_at_once():
+    started, answered = threading.Event(), threading.Event()
+    batch = specs(2)
+    probes = {"0": Waving(started, answered), "1": WavingBack(started, answered)}
+    checked = check_all(batch, lambda spec: probes[spec.id], concurrency=1, deadline_s=10)
+    assert [c.result.kind for c in checked] == ["ssh", "tcp"]
+    assert all(c.result.error_class is None for c in checked), [c.result for c in checked]
+
+
+def test_a_check_that_ends_after_its_batch_returned_reports_no_progress():
+    # Its thread goes on past the deadline; a report then would overwrite the task's result.
+    release, reported = threading.Event(), []
+    check_all(
+        specs(1),
+        lambda spec: Stuck(release),
+        concurrency=1,
+        done=lambda: reported.append(threading.current_thread().name),
+        deadline_s=0.2,
+    )
+    release.set()
+    time.sleep(0.5)  # long enough for the released check to end and call done()
+    assert reported == []
+
+
+def test_checks_done_before_the_deadline_each_report_once():
+    reported = []
+    check_all(specs(5), lambda spec: Recording([]), concurrency=2, done=lambda: reported.append(1))
+    assert len(reported) == 5

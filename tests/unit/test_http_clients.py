@@ -1,19 +1,19 @@
-"""HTTP clients and their TLS contexts are built once per process, not once per check."""
+"""HTTP sessions and their TLS contexts are built once per process, not once per check."""
 
 import os
 from pathlib import Path
 
 import certifi
 
-from agent.core.credentials import SecretResolver
 from agent.probes import http
-
-NO_KEY = SecretResolver(None)
+from agent.probes.aio import run_on_loop
 
 
 def client_of(**config):
-    probe = http.from_instance("example.test", 80, config, NO_KEY, 5.0)
-    return probe._client(http.Config.model_validate({"host": "example.test", **config}))
+    async def on_the_loop():
+        return http.shared_session(http.Config.model_validate({"host": "example.test", **config}))
+
+    return run_on_loop(on_the_loop())
 
 
 def test_checks_with_the_same_tls_settings_share_one_client():

@@ -31,7 +31,7 @@ POLL_S = 0.2
 class TaskResult(Generic[R]):
     """A task sent to the agent: its id, its progress while it runs, its result when done."""
 
-    def __init__(self, result: AsyncResult) -> None:
+    def __init__(self, result: AsyncResult[R]) -> None:
         self._result = result
 
     @property

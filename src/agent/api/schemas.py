@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import TypeAdapter
+from pydantic.json_schema import JsonSchemaMode
 
 from agent.api.contract import TASKS, Progress, TaskContract
 
@@ -24,7 +25,9 @@ def task_schema(task: TaskContract) -> dict[str, Any]:
     types = {"arguments": task.arguments, "result": task.result}
     if task.progress:
         types["progress"] = Progress
-    inputs = [(part, "validation", TypeAdapter(kind)) for part, kind in types.items()]
+    inputs: list[tuple[str, JsonSchemaMode, TypeAdapter[Any]]] = [
+        (part, "validation", TypeAdapter(kind)) for part, kind in types.items()
+    ]
     parts, definitions = TypeAdapter.json_schemas(inputs)
     doc: dict[str, Any] = {
         "$schema": DIALECT,

@@ -17,12 +17,14 @@ Pure code: the caller fetches history and stores verdicts.
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from agent.benchmarks import student_t
 from agent.benchmarks.units import Direction
 
 Test = Literal["t_test", "z_score"]
@@ -110,14 +112,13 @@ def _tail(test: Test, statistic: float, n: int) -> float:
     """One-sided p: the chance of a value at least this much worse, were nothing changed."""
     if test == "z_score":
         return 1.0 - statistics.NormalDist().cdf(statistic)
-    from scipy.stats import t
-
-    return float(t.sf(statistic, n - 1))
+    return student_t.sf(statistic, n - 1)
 
 
+# Inverting the t tail takes a few milliseconds, and an ingest judges every series it touched
+# against the same few (boundary, sample size) pairs.
+@functools.lru_cache(maxsize=1024)
 def _critical(test: Test, boundary: float, n: int) -> float:
     if test == "z_score":
         return statistics.NormalDist().inv_cdf(boundary)
-    from scipy.stats import t
-
-    return float(t.ppf(boundary, n - 1))
+    return student_t.ppf(boundary, n - 1)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 import uuid
+from functools import partial
+from typing import Any
 
 import click
 
@@ -195,11 +197,16 @@ def bench_ingest(files, format_, package, branch, testbed) -> None:
                 benchmarks.as_format(format_),
                 defaults,
                 name,
-                progress=lambda at, bar=bar: bar.update(at - bar.pos),
+                progress=partial(_advance, bar),
             )
         click.echo(render_result(name, result))
         failed = failed or result["status"] != "done"
     sys.exit(1 if failed else 0)
+
+
+def _advance(bar: Any, at: int) -> None:
+    """Move a file's progress `bar` to byte `at`."""
+    bar.update(at - bar.pos)
 
 
 @bench.command("alerts")
@@ -317,7 +324,7 @@ def secret_encrypt() -> None:
 
     settings = get_settings()
     key = require(
-        settings.secret_key and settings.secret_key.get_secret_value(), "AGENT_SECRET_KEY"
+        settings.secret_key.get_secret_value() if settings.secret_key else None, "AGENT_SECRET_KEY"
     )
     value = sys.stdin.read().rstrip("\n")
     click.echo(SecretResolver(key).encrypt(value))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import fields
 from importlib import import_module
 from pathlib import Path
@@ -66,7 +67,7 @@ def cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+def table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str]:
     """A markdown table."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(cell(value) for value in row) + " |" for row in rows]
@@ -85,6 +86,7 @@ def default_text(field: FieldInfo) -> str:
         return "required"
     if field.default is None:
         return "unset"
+    assert field.annotation is not None  # every setting is annotated
     dumped = TypeAdapter(field.annotation).dump_python(field.default, mode="json")
     return f"`{json.dumps(dumped)}`"
 
@@ -93,11 +95,11 @@ def bounds_text(field: FieldInfo) -> str:
     """A field's numeric and length limits, as `≥ 1, ≤ 1000`."""
     found = []
     for constraint in field.metadata:
-        for kind, attribute, sign in BOUNDS:
-            if isinstance(constraint, kind):
+        for bound, attribute, sign in BOUNDS:
+            if isinstance(constraint, bound):
                 found.append(f"{sign} {getattr(constraint, attribute)}")
-        for kind, attribute, words in LENGTHS:
-            if isinstance(constraint, kind):
+        for length, attribute, words in LENGTHS:
+            if isinstance(constraint, length):
                 found.append(words.format(getattr(constraint, attribute)))
     return ", ".join(found)
 

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from agent.api.client import POLL_S, AgentClient, TaskResult
+from agent.api.contract import Progress
 from agent.core.settings import ConfigError, require
 
 BAR_WIDTH = 30
 
-Show = Callable[[dict[str, Any]], None]
+Show = Callable[[Progress], None]
 
 
 def broker_client(results: bool = False) -> AgentClient:
@@ -78,7 +79,7 @@ def items_done(batch: TaskResult[Any]) -> int:
     return int(info.get("checked", info.get("discovered", 0) + info.get("failed", 0)))
 
 
-def bar(meta: dict[str, Any]) -> str:
+def bar(meta: Mapping[str, Any]) -> str:
     """One line for a progress meta: a bar when the total is known, else a count."""
     done, total, unit = meta.get("done", 0), meta.get("total"), meta.get("unit", "")
     if not total:
@@ -91,7 +92,7 @@ def printer(echo: Callable[[str, bool], None], on_terminal: bool) -> Show:
     """A `show` that redraws one line on a terminal, and prints each change elsewhere."""
     last = [""]
 
-    def show(meta: dict[str, Any]) -> None:
+    def show(meta: Progress) -> None:
         line = bar(meta)
         if line == last[0]:
             return

@@ -196,7 +196,7 @@ class EngineClient(docker.APIClient):
         self.max_redirects = 0
         super().__init__(**options)
 
-    def mount(self, prefix: str, adapter: requests.adapters.BaseAdapter) -> None:
+    def mount(self, prefix: str | bytes, adapter: requests.adapters.BaseAdapter) -> None:
         """Mount `adapter` with its connections held to the instances' address policy."""
         guard_adapter(adapter, lambda: current(Family.INSTANCES))
         super().mount(prefix, adapter)
@@ -220,8 +220,8 @@ class EngineClient(docker.APIClient):
             self._wire.close()
 
     def merge_environment_settings(
-        self, url: str | None, proxies: Any, stream: Any, verify: Any, cert: Any
-    ) -> dict[str, Any]:
+        self, url: str | bytes | None, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> Any:
         """The environment's settings, except that this client's own CA file wins."""
         settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
         if isinstance(self.verify, str):

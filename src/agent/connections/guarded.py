@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import anyio
@@ -29,6 +29,8 @@ from agent.connections.address_policy import first_permitted, judge
 from agent.core.addresses import AddressPolicy
 
 PolicyOf = Callable[[], AddressPolicy]
+# httpx or httpx2, sync or async: what guard_httpx is given, it hands back.
+_Client = TypeVar("_Client")
 
 
 class GuardedBackend(httpcore.NetworkBackend):
@@ -82,12 +84,13 @@ class GuardedAsyncBackend(httpcore2.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-def guard_httpx(client: Any, policy_of: PolicyOf) -> Any:
+def guard_httpx(client: _Client, policy_of: PolicyOf) -> _Client:
     """`client` (httpx or httpx2, sync or async) with its pool's backend guarded; returned.
 
     The guard wraps the backend the pool has (a bounded one keeps bounding the connections).
     """
-    pool = client._transport._pool  # no public way to name the backend of a default transport
+    inner: Any = client  # the pool is private, and not the same class in httpx and httpx2
+    pool = inner._transport._pool  # no public way to name the backend of a default transport
     assert hasattr(pool, "_network_backend"), "httpcore changed: the address policy needs a look"
     is_async = isinstance(pool, httpcore2.AsyncConnectionPool)
     guarded = GuardedAsyncBackend if is_async else GuardedBackend
@@ -119,7 +122,7 @@ def guard_pool_manager(manager: urllib3.PoolManager, policy_of: PolicyOf) -> Non
     """
     classes = {}
     for scheme, default in (("http", HTTPConnectionPool), ("https", HTTPSConnectionPool)):
-        pool_class = manager.pool_classes_by_scheme.get(scheme, default)
+        pool_class: type[HTTPConnectionPool] = manager.pool_classes_by_scheme.get(scheme, default)
         connection_class = pool_class.ConnectionCls
         guarded = type(
             f"Guarded{connection_class.__name__}",

@@ -19,7 +19,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -250,7 +250,8 @@ class Page:
             raise ProbeError(ErrorClass.PROTOCOL, f"{self.what}: the answer is not a List")
 
     def _skip(self, pos: int) -> int:
-        return self._SPACE.match(self._text, pos).end()
+        space = self._SPACE.match(self._text, pos)
+        return space.end() if space else pos
 
     def _expect(self, pos: int, char: str) -> int:
         if self._text[pos] != char:
@@ -268,7 +269,7 @@ class Page:
             raise ValueError(f"expected ',' or {close!r}")
         return pos
 
-    def _object(self) -> Iterator[Mapping[str, Any]]:
+    def _object(self) -> Generator[Mapping[str, Any], None, None]:
         pos = self._expect(self._skip(0), "{")
         while self._text[pos] != "}":
             key, pos = self._DECODER.raw_decode(self._text, pos)
@@ -282,7 +283,7 @@ class Page:
         if self._skip(pos + 1) != len(self._text):
             raise ValueError("data after the List")
 
-    def _items(self, pos: int) -> Iterator[Mapping[str, Any]]:
+    def _items(self, pos: int) -> Generator[Mapping[str, Any], None, int]:
         pos = self._expect(pos, "[")
         while self._text[pos] != "]":
             item, pos = self._DECODER.raw_decode(self._text, pos)

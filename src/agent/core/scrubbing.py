@@ -87,6 +87,8 @@ def scrub_message(
     A capped message (the default) is also made one line: CR, LF and other control
     characters are escaped. Uncapped text (a log line's traceback) keeps its lines.
     """
+    if not message:  # nothing to scrub; spelling a secret every way costs a check's CPU
+        return message
     spelled = {form for secret in secrets if secret for form in forms(secret)}
     for form in sorted(spelled, key=len, reverse=True):
         message = message.replace(form, SCRUBBED)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Self
 
+from kubernetes.client import ApiClient
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agent.connections import kubeapi
@@ -196,7 +197,9 @@ def reads(namespaces: tuple[str, ...] | None) -> Iterator[Read]:
             yield Read(listing, make, (service_type, prefix))
 
 
-def _append(make):
+def _append(
+    make: Callable[[Mapping[str, Any]], DiscoveredService | None],
+) -> Callable[[list[DiscoveredService], Mapping[str, Any]], list[DiscoveredService]]:
     def step(found: list[DiscoveredService], obj: Mapping[str, Any]) -> list[DiscoveredService]:
         service = make(obj)
         if service is not None:
@@ -247,7 +250,9 @@ class KubernetesDiscoverer(Discoverer):
             note += f"; WARNING: forbidden (HTTP 403, left as they were): {', '.join(forbidden)}"
         return found, note
 
-    def _read(self, api, wanted: list[Read], deadline, limits) -> tuple[list, list[str]]:
+    def _read(
+        self, api: ApiClient, wanted: list[Read], deadline: kubeapi.Deadline, limits: kubeapi.Limits
+    ) -> tuple[list[DiscoveredService], list[str]]:
         found: list[DiscoveredService] = []
         forbidden: list[str] = []
         unread: list[tuple[str, str]] = []

@@ -7,8 +7,10 @@ and the values the store writes: the operator's `health_status` document, OS and
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ from agent.core.concurrency import each
 from agent.core.damping import HealthState, InstanceStatus, Policy, next_state
 from agent.core.results import ProbeResult, late_result
 from agent.probes import instance_facts
+from agent.probes.aio import run_probe, start_each_async
 from agent.probes.base import InstanceFacts, Probe
 
 ZONE_TAG = "zone:"
@@ -129,18 +132,86 @@ def instance_fields(spec: InstanceSpec) -> dict[str, str]:
     return {"instance_id": spec.id}
 
 
-def check_one(
-    spec: InstanceSpec, make_probe: Callable[[InstanceSpec], Probe], clock: Clock
-) -> Checked:
+def check_one(spec: InstanceSpec, probe: Probe, clock: Clock) -> Checked:
     """Run the probe for `spec` and damp its result; the check is dated when it starts.
 
     Dating the start keeps a check's time independent of how long its probe took (up to the
     timeout), so the next sweep finds it due one interval later whether it answered or not.
     """
     started = clock.now()
-    result = make_probe(spec).run()
+    return concluded(spec, probe.run(), started)
+
+
+async def check_one_async(spec: InstanceSpec, probe: Probe, clock: Clock) -> Checked:
+    """`check_one` for a probe whose check is a coroutine, on the process's loop."""
+    started = clock.now()
+    return concluded(spec, await run_probe(probe), started)
+
+
+def concluded(spec: InstanceSpec, result: ProbeResult, started: dt.datetime) -> Checked:
+    """The damped outcome of one check's result."""
     state = next_state(spec.state, result, spec.policy)
     return Checked(spec, result, state, started, instance_facts(result))
+
+
+@dataclass
+class _Plan:
+    """A batch's probes and each check's start, as offsets from `origin` (monotonic)."""
+
+    specs: Sequence[InstanceSpec]
+    probes: Sequence[Probe]
+    starts: Sequence[float]
+    origin: float
+    clock: Clock
+    done: Callable[[], None]
+    deadline_s: float | None
+
+    def fields(self, index: int) -> dict[str, str]:
+        return instance_fields(self.specs[index])
+
+    def late(self, index: int) -> Checked:
+        return late_check(self.specs[index], self.deadline_s or 0.0, self.clock)
+
+    def wait_s(self, index: int) -> float:
+        return self.origin + self.starts[index] - time.monotonic()
+
+    def on_thread(self, index: int) -> Checked:
+        wait_s = self.wait_s(index)
+        if wait_s > 0:
+            time.sleep(wait_s)
+        checked = check_one(self.specs[index], self.probes[index], self.clock)
+        self.done()
+        return checked
+
+    async def on_loop(self, index: int) -> Checked:
+        wait_s = self.wait_s(index)
+        if wait_s > 0:
+            await asyncio.sleep(wait_s)
+        checked = await check_one_async(self.specs[index], self.probes[index], self.clock)
+        self.done()  # the task's progress report: throttled to twice a second, so it is brief
+        return checked
+
+
+class UntilClosed:
+    """A `done` callback passed on until `close()`, and dropped after it.
+
+    A check still running at its batch's deadline goes on in its thread after the batch has
+    returned; its `done()` then must not report progress over the task's final state.
+    """
+
+    def __init__(self, done: Callable[[], None]) -> None:
+        self._done, self._open, self._lock = done, True, threading.Lock()
+
+    def __call__(self) -> None:
+        """Pass the call on, unless closed."""
+        with self._lock:
+            if self._open:
+                self._done()
+
+    def close(self) -> None:
+        """Drop every later call (one running now finishes first)."""
+        with self._lock:
+            self._open = False
 
 
 def check_all(
@@ -154,34 +225,36 @@ def check_all(
 ) -> list[Checked]:
     """Check every instance, at most `concurrency` at once, each start delayed by up to jitter.
 
-    Start times are drawn up front and handed out in order, so a thread waits only until its
-    next start is due: jitter spreads a batch over `jitter_s` instead of adding its sleeps.
-    `done()` is called after each check, from the thread that made it. Checks are dated by
-    `clock` (the tasks pass the database's); without one, by this process's wall clock. A check
-    still running `deadline_s` from now is a TIMEOUT (`late_check`), so the rest is written.
+    Checks that are coroutines (HTTP, TCP) run on the process's event loop while the others
+    (SSH, Docker, Kubernetes) run on threads, both groups at once. Start times are drawn up
+    front and handed out in order, so a check waits only until its own start is due: jitter
+    spreads a batch over `jitter_s` instead of adding its sleeps. `done()` is called after
+    each check. Checks are dated by `clock` (the tasks pass the database's); without one, by
+    this process's wall clock. A check still running `deadline_s` from now is a TIMEOUT
+    (`late_check`), so the rest is written.
     """
     clock = clock or worker_clock()
-    origin = time.monotonic()
-    starts = [random.uniform(0, jitter_s) for _ in specs]  # noqa: S311  (load spreading)
-    order = sorted(range(len(specs)), key=starts.__getitem__)
-
-    def delayed(index: int) -> Checked:
-        wait_s = origin + starts[index] - time.monotonic()
-        if wait_s > 0:
-            time.sleep(wait_s)
-        checked = check_one(specs[index], make_probe, clock)
-        done()
-        return checked
-
-    done = each(
-        delayed,
-        order,
-        concurrency,
-        lambda index: instance_fields(specs[index]),
+    report = UntilClosed(done)
+    plan = _Plan(
+        specs,
+        [make_probe(spec) for spec in specs],
+        [random.uniform(0, jitter_s) for _ in specs],  # noqa: S311  (load spreading)
+        time.monotonic(),
+        clock,
+        report,
         deadline_s,
-        lambda index: late_check(specs[index], deadline_s or 0.0, clock),
     )
-    by_index = dict(zip(order, done, strict=True))
+    order = sorted(range(len(specs)), key=plan.starts.__getitem__)
+    coroutines = [i for i in order if hasattr(plan.probes[i], "acheck")]
+    threaded = [i for i in order if not hasattr(plan.probes[i], "acheck")]
+    looping = start_each_async(
+        plan.on_loop, coroutines, concurrency, plan.fields, deadline_s, plan.late
+    )
+    on_threads = each(plan.on_thread, threaded, concurrency, plan.fields, deadline_s, plan.late)
+    looped = looping.result()
+    report.close()
+    by_index = dict(zip(threaded, on_threads, strict=True))
+    by_index.update(zip(coroutines, looped, strict=True))
     return [by_index[index] for index in range(len(specs))]
 
 

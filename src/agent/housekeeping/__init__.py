@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from agent.core.prune_targets import PruneTarget
 
@@ -151,6 +152,6 @@ def render_plan(plan: Mapping[str, object]) -> str:
     return "\n".join(lines)
 
 
-def _items(value: object) -> list[tuple[str, object]]:
+def _items(value: object) -> list[tuple[str, Any]]:
     assert isinstance(value, Mapping)
     return sorted(value.items())

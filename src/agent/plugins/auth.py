@@ -34,7 +34,7 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.connections.capped import too_large
-from agent.core.credentials import PREFIXES, SecretResolver
+from agent.core.credentials import PREFIXES, Resolves
 from agent.core.results import ErrorClass, ProbeError, parse_config
 from agent.plugins.client import Pool
 from agent.probes.aiohttp_errors import translated
@@ -125,7 +125,7 @@ async def authenticate(
     auth_type: str | None,
     raw_config: Mapping[str, Any],
     credentials: Mapping[str, Any],
-    resolver: SecretResolver,
+    resolver: Resolves,
     pool: Pool,
     tokens: TokenCache = shared_tokens,
 ) -> Authenticated:
@@ -151,7 +151,7 @@ async def authenticate(
 class _Secrets:
     """Looks up credential fields, resolving references; names missing fields clearly."""
 
-    def __init__(self, fields: Mapping[str, Any], resolver: SecretResolver) -> None:
+    def __init__(self, fields: Mapping[str, Any], resolver: Resolves) -> None:
         self._fields = fields
         self._resolver = resolver
 
@@ -232,8 +232,9 @@ def _token_from(status_code: int, content: bytes, default_expires_in_s: float) -
     if not isinstance(token, str) or not token:
         raise ProbeError(ErrorClass.PROTOCOL, "token endpoint answered without an access_token")
     expires_in = body.get("expires_in")
-    valid = isinstance(expires_in, int | float) and not isinstance(expires_in, bool)
-    return token, float(expires_in) if valid and expires_in > 0 else default_expires_in_s
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
+        return token, default_expires_in_s
+    return token, float(expires_in) if expires_in > 0 else default_expires_in_s
 
 
 def _oauth_error(content: bytes) -> str:

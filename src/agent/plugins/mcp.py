@@ -160,14 +160,17 @@ class McpProbe(HttpProbe):
                 url,
                 timeout=self.timeout_s,
                 sse_read_timeout=self.timeout_s,
-                httpx_client_factory=self._client,
+                httpx_client_factory=self._async_client,
             ) as streams:
                 yield streams
             return
-        async with self._client() as http, streamable_http_client(url, http_client=http) as streams:
+        async with (
+            self._async_client() as http,
+            streamable_http_client(url, http_client=http) as streams,
+        ):
             yield streams
 
-    def _client(
+    def _async_client(
         self,
         headers: dict[str, str] | None = None,
         timeout: httpx2.Timeout | None = None,
@@ -212,7 +215,8 @@ async def list_all_tools(session: ClientSession) -> tuple[ToolInfo, ...]:
 
 def _plain(schema: Any) -> dict[str, Any]:
     # Round-trip through JSON so that what is compared is exactly what JSONB will store.
-    return json.loads(json.dumps(schema or {}, sort_keys=True, default=str))
+    plain: dict[str, Any] = json.loads(json.dumps(schema or {}, sort_keys=True, default=str))
+    return plain
 
 
 def first_leaf(group: BaseExceptionGroup) -> BaseException:

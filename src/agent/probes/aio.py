@@ -22,6 +22,7 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from concurrent.futures import Future
 from typing import Any, Protocol, TypeVar
 
 from agent.connections.deadline import deadline_scope
@@ -50,10 +51,14 @@ class ProcessLoop:
 
     def run(self, coro: Coroutine[Any, Any, _Result]) -> _Result:
         """Run `coro` on the loop, in a copy of the caller's context, and wait for its result."""
+        return self.submit(coro).result()
+
+    def submit(self, coro: Coroutine[Any, Any, _Result]) -> Future[_Result]:
+        """Start `coro` on the loop, in a copy of the caller's context; its future."""
         if threading.current_thread() is self._thread:
             coro.close()
-            raise RuntimeError("run_on_loop called from the loop itself: await instead")
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+            raise RuntimeError("submitted from the loop itself: await instead")
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     def on_close(self, closer: Closer) -> None:
         """Have `closer()` awaited when the loop closes (sessions, connectors)."""
@@ -134,11 +139,11 @@ async def within(deadline: float, awaitable: Awaitable[_Result], timeout_s: floa
         raise ProbeError(ErrorClass.TIMEOUT, f"no answer within {timeout_s:g}s") from None
 
 
-def run_probe(probe: Probe) -> ProbeResult:
+def run_probe(probe: Probe) -> Coroutine[Any, Any, ProbeResult]:
     """A probe's result on the loop when its check is a coroutine, else on a worker thread."""
     if hasattr(probe, "acheck"):
-        return run_async(probe)  # type: ignore[return-value]
-    return asyncio.to_thread(probe.run)  # type: ignore[return-value]
+        return run_async(probe)
+    return asyncio.to_thread(probe.run)
 
 
 def each_async(
@@ -154,10 +159,24 @@ def each_async(
     Results come in item order; with `deadline_s`, an item not done that many seconds from
     now is cancelled and gets `late(item)`.
     """
+    return start_each_async(work, items, concurrency, fields, deadline_s, late).result()
+
+
+def start_each_async(
+    work: Callable[[_Item], Awaitable[_Result]],
+    items: Iterable[_Item],
+    concurrency: int,
+    fields: Callable[[_Item], Mapping[str, str]],
+    deadline_s: float | None = None,
+    late: Callable[[_Item], _Result] | None = None,
+) -> Future[list[_Result]]:
+    """`each_async` started, not awaited: the caller may do other work (threads) meanwhile."""
     items = list(items)
     if not items:
-        return []
-    return run_on_loop(_each(work, items, concurrency, fields, deadline_s, late))
+        done: Future[list[_Result]] = Future()
+        done.set_result([])
+        return done
+    return process_loop().submit(_each(work, items, concurrency, fields, deadline_s, late))
 
 
 async def _each(

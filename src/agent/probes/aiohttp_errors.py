@@ -21,6 +21,7 @@ from agent.core.results import ErrorClass, ProbeError, classify
 
 _OWN_CLASSES: tuple[tuple[type[BaseException], ErrorClass], ...] = (
     (aiohttp.InvalidURL, ErrorClass.CONFIG),
+    (aiohttp.NonHttpUrlClientError, ErrorClass.CONFIG),
     (aiohttp.ClientConnectorDNSError, ErrorClass.DNS),
     (aiohttp.ClientConnectorCertificateError, ErrorClass.TLS),
     (aiohttp.ClientSSLError, ErrorClass.TLS),
@@ -33,6 +34,7 @@ _OWN_CLASSES: tuple[tuple[type[BaseException], ErrorClass], ...] = (
 
 _DESCRIPTIONS: tuple[tuple[type[BaseException], str], ...] = (
     (aiohttp.InvalidURL, "the URL is not a valid HTTP URL"),
+    (aiohttp.NonHttpUrlClientError, "the URL is not an http or https URL"),
     (aiohttp.ClientConnectorDNSError, "the host name does not resolve"),
     (aiohttp.ClientConnectorCertificateError, "the TLS certificate did not verify"),
     (aiohttp.ClientSSLError, "the TLS handshake failed"),

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Generic, Self, TypeVar
 from agent.connections.deadline import deadline_scope
 from agent.connections.known_hosts import KnownHosts
 from agent.connections.sshpool import TransportPool
-from agent.core.credentials import RecordingResolver, SecretResolver
+from agent.core.credentials import RecordingResolver, Resolves, SecretResolver
 from agent.core.results import (
     UNREACHABLE_CLASSES,
     ErrorClass,
@@ -111,7 +111,7 @@ class Template(ABC, Generic[Out]):
         """The secret values resolved so far: scrubbed from every message."""
         return vars(self).setdefault("_revealed", [])
 
-    def tracking(self, resolver: SecretResolver) -> RecordingResolver:
+    def tracking(self, resolver: Resolves) -> RecordingResolver:
         """`resolver`, adding every value it reveals to `revealed`."""
         return RecordingResolver(resolver, self.revealed)
 

@@ -20,46 +20,55 @@ addresses the instances' address policy permits are connected to
 (`agent.connections.address_policy`), and a redirect is never followed (its 3xx is the answer
 judged).
 
-Clients and their TLS contexts are built once per worker process (one per `verify_tls` and
-`ca_bundle`, rebuilt when the bundle file changes, and after a fork) and shared by all
-checks; connections are not kept between checks, so each check times a full connect. The
-whole request, from connect to the last header, ends by the check's deadline
-(`agent.connections.deadline`), however slowly the server answers: the policy's guard wraps
-the deadline's network backend, so both hold on every connection of the shared clients.
+The check is a coroutine on the worker process's event loop (`agent.probes.aio`), on an
+`aiohttp` session built once per process and per `verify_tls`/`ca_bundle` (rebuilt when the
+bundle file changes, and after a fork), so a batch of HTTP instances shares one TLS context
+and one loop instead of a thread each. Connections are not kept between checks, so each
+check times a full connect. The whole request, from name resolution to the last header, ends
+by the check's deadline however slowly the server answers: the check is cancelled when it
+passes (`agent.probes.aio.run_async`). The connector judges every resolved address by the
+instances' policy before connecting (`agent.connections.guarded.GuardedConnector`).
+aiohttp's error texts are replaced by agent-written ones (`agent.probes.aiohttp_errors`).
 """
 
 from __future__ import annotations
 
+import contextvars
 import os
 import ssl
-import threading
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal, Self
 
-import httpx
+import aiohttp
 from cryptography import x509
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agent.connections.address_policy import current
-from agent.connections.deadline import bounded_transport
-from agent.connections.guarded import guard_httpx
+from agent.connections.guarded import GuardedConnector
 from agent.core.addresses import Family
 from agent.core.causes import causes
 from agent.core.credentials import CredentialError, SecretResolver
-from agent.core.results import ErrorClass, Observation, ProbeError, Status, parse_config
+from agent.core.results import (
+    ErrorClass,
+    Observation,
+    ProbeError,
+    ProbeResult,
+    Status,
+    parse_config,
+)
+from agent.probes.aio import process_loop, run_on_loop, run_probe
+from agent.probes.aiohttp_errors import aiohttp_class, translated
 from agent.probes.base import Probe, Target
 
 _SEVERITY = (Status.OK, Status.WARNING, Status.CRITICAL)
 _PHASES = {
-    "connect_ms": ("connection.connect_tcp.started", "connection.connect_tcp.complete"),
-    "tls_ms": ("connection.start_tls.started", "connection.start_tls.complete"),
-    "first_byte_ms": (
-        "http11.send_request_headers.started",
-        "http11.receive_response_headers.complete",
-    ),
+    "connect_ms": ("resolve", "connected"),
+    "tls_ms": ("tls", "ready"),
+    "first_byte_ms": ("ready", "answered"),
 }
+_HEADER_BREAKERS = frozenset("\r\n\0")
 
 
 # The connection_config fields that hold secrets: references only, never shown.
@@ -124,14 +133,15 @@ class Config(BaseModel):
 
 
 class Timings:
-    """The moments httpcore reports through the `trace` extension, turned into phases."""
+    """The moments of one check's exchange, noted by its connector, turned into phases."""
 
     def __init__(self) -> None:
         self._seen: dict[str, float] = {}
+        self.peer_certificate: bytes | None = None
 
-    def record(self, event: str, info: Mapping[str, Any]) -> None:
-        """The `trace` callback: note when each event happened."""
-        self._seen.setdefault(event, time.perf_counter())
+    def note(self, moment: str) -> None:
+        """Note when `moment` first happened."""
+        self._seen.setdefault(moment, time.perf_counter())
 
     def phases(self) -> dict[str, float]:
         """Milliseconds spent in each phase that happened."""
@@ -140,6 +150,10 @@ class Timings:
             if start in self._seen and end in self._seen:
                 phases[name] = round((self._seen[end] - self._seen[start]) * 1000.0, 3)
         return phases
+
+
+# The check running in this task: its connector notes the moments here.
+_timings: contextvars.ContextVar[Timings | None] = contextvars.ContextVar("timings", default=None)
 
 
 def certificate_facts(der: bytes, now: datetime) -> dict[str, Any]:
@@ -169,7 +183,7 @@ def _certificate_status(days_left: int, warning_days: int) -> Status:
 
 
 class HttpProbe(Probe):
-    """GETs one URL and judges the answer."""
+    """GETs one URL and judges the answer: a coroutine on the process's loop (`acheck`)."""
 
     kind = "http"
 
@@ -187,71 +201,131 @@ class HttpProbe(Probe):
         """The validated connection settings; a CONFIG ProbeError that never echoes a value."""
         return parse_config(Config, self._raw)
 
+    def run(self) -> ProbeResult:
+        """The check's result, from any thread but the loop's (which awaits `run_probe`)."""
+        return run_on_loop(run_probe(self))
+
     def check(self) -> Observation:
+        """Never called: `run()` goes through `acheck()`."""
+        raise NotImplementedError("an HTTP check is a coroutine: acheck()")
+
+    async def acheck(self) -> Observation:
         """Send the request, read only the status line and headers."""
         config = self.config()
         timings = Timings()
-        with self._client(config).stream(
-            "GET",
-            config.target,
-            headers=self._headers(config),
-            timeout=self.timeout_s,
-            extensions={"trace": timings.record},
-        ) as response:
-            facts = {"status_code": response.status_code, **timings.phases()}
-            facts.update(_peer_certificate_facts(response))
-        return observe(config, response.status_code, facts)
+        _timings.set(timings)  # this task's own context: no other check sees it
+        with translated():
+            async with shared_session(config).get(
+                config.target, headers=self._headers(config), allow_redirects=False
+            ) as response:
+                timings.note("answered")
+                status_code = response.status
+        facts = {"status_code": status_code, **timings.phases()}
+        if timings.peer_certificate:
+            facts.update(certificate_facts(timings.peer_certificate, datetime.now(UTC)))
+        return observe(config, status_code, facts)
 
     def classify(self, exc: BaseException) -> ErrorClass:
-        """The error class of an httpx failure, from its innermost known cause."""
+        """The error class of a failure, from aiohttp's class or the innermost known cause."""
         if isinstance(exc, ProbeError):
             return exc.error_class
-        if isinstance(exc, CredentialError | httpx.InvalidURL | httpx.UnsupportedProtocol):
+        if isinstance(exc, CredentialError):
             return ErrorClass.CONFIG
-        if isinstance(exc, httpx.TimeoutException):
-            return ErrorClass.TIMEOUT
+        found = aiohttp_class(exc)
+        if found is not None:
+            return found
         for cause in reversed(list(causes(exc, suppressed=False))):  # innermost first
             found = super().classify(cause)
             if found is not ErrorClass.INTERNAL:
                 return found
-        if isinstance(exc, httpx.ProtocolError | httpx.DecodingError):
-            return ErrorClass.PROTOCOL
-        if isinstance(exc, httpx.TransportError):
-            return ErrorClass.UNREACHABLE
         return ErrorClass.INTERNAL
-
-    def _client(self, config: Config) -> httpx.Client:
-        return shared_client(config)
 
     def _headers(self, config: Config) -> dict[str, str]:
         headers = {"User-Agent": "infra-agent", **config.headers}
         if config.bearer_token is not None:
             token = self._resolver.resolve(config.bearer_token)
+            if _HEADER_BREAKERS.intersection(token):
+                raise ProbeError(
+                    ErrorClass.CONFIG, "bearer_token holds characters a header cannot carry"
+                )
             headers["Authorization"] = f"Bearer {token}"
         return headers
 
 
-_ClientKey = tuple[int, bool, str | None, int | None]
-_clients: dict[_ClientKey, httpx.Client] = {}
-_clients_lock = threading.Lock()
+class InstanceConnector(GuardedConnector):
+    """The instances' guarded connector, noting the moments of each connection for its check.
+
+    Resolution starts the connect phase; the protocol is built once the socket is connected
+    and before any TLS handshake (asyncio's `create_connection` on a connected socket), which
+    ends it; the connection handed back ends the handshake, and its certificate is kept.
+    """
+
+    async def _resolve_host(self, host: str, port: int, traces: Any = None) -> Any:
+        _note("resolve")
+        return await super()._resolve_host(host, port, traces=traces)
+
+    # A private aiohttp hook; its first positional argument is the protocol factory, which
+    # the stubs do not name, hence the ignore.
+    async def _wrap_create_connection(  # type: ignore[override]
+        self, factory: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        def connected() -> Any:
+            _note("connected")
+            if kwargs.get("ssl"):
+                _note("tls")
+            return factory()
+
+        transport, protocol = await super()._wrap_create_connection(connected, *args, **kwargs)
+        _note("ready")
+        timings = _timings.get()
+        if timings is not None:
+            timings.peer_certificate = _peer_certificate(transport)
+        return transport, protocol
 
 
-def shared_client(config: Config) -> httpx.Client:
-    """The process's client for the config's TLS settings, built on first use."""
+def _note(moment: str) -> None:
+    timings = _timings.get()
+    if timings is not None:
+        timings.note(moment)
+
+
+def _peer_certificate(transport: Any) -> bytes | None:
+    ssl_object = transport.get_extra_info("ssl_object")
+    return ssl_object.getpeercert(True) if ssl_object is not None else None
+
+
+_SessionKey = tuple[int, bool, str | None, int | None]
+_sessions: dict[_SessionKey, aiohttp.ClientSession] = {}
+
+
+def shared_session(config: Config) -> aiohttp.ClientSession:
+    """The process's session for the config's TLS settings, built on first use (on the loop).
+
+    Only the loop's thread calls this, so the table needs no lock.
+    """
     bundle = config.ca_bundle if config.verify_tls else None
     key = (os.getpid(), config.verify_tls, bundle, _modified(bundle))
-    with _clients_lock:
-        client = _clients.get(key)
-        if client is None:
-            client = _clients[key] = _new_client(config)
-        return client
+    session = _sessions.get(key)
+    if session is None or session.closed:
+        session = _sessions[key] = _new_session(config)
+        process_loop().on_close(session.close)
+    return session
 
 
-def _new_client(config: Config) -> httpx.Client:
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=0)
-    transport = bounded_transport(verify=_tls_context(config), limits=limits)
-    client = httpx.Client(transport=transport, trust_env=False, follow_redirects=False)
-    return guard_httpx(client, lambda: current(Family.INSTANCES))
+def _new_session(config: Config) -> aiohttp.ClientSession:
+    connector = InstanceConnector(
+        lambda: current(Family.INSTANCES),
+        ssl=_tls_context(config),
+        limit=0,  # the batch bounds how many checks run at once
+        force_close=True,  # each check times a connect of its own
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=None),  # the check's deadline cancels it instead
+        cookie_jar=aiohttp.DummyCookieJar(),
+        trust_env=False,
+        auto_decompress=False,
+    )
 
 
 def _modified(path: str | None) -> int | None:
@@ -270,13 +344,6 @@ def _tls_context(config: Config) -> ssl.SSLContext | bool:
         return ssl.create_default_context(cafile=config.ca_bundle)
     except OSError as exc:
         raise ProbeError(ErrorClass.CONFIG, f"ca_bundle cannot be read: {exc.strerror}") from None
-
-
-def _peer_certificate_facts(response: httpx.Response) -> dict[str, Any]:
-    stream = response.extensions.get("network_stream")
-    ssl_object = stream.get_extra_info("ssl_object") if stream is not None else None
-    der = ssl_object.getpeercert(True) if ssl_object is not None else None
-    return certificate_facts(der, datetime.now(UTC)) if der else {}
 
 
 from_instance = HttpProbe.from_instance

@@ -7,12 +7,18 @@
   and friends greet first) and report it; a server that stays silent is then a timeout.
 
 The address connected to must be permitted by the instances' address policy
-(`agent.connections.address_policy`); SSH connects through the same function. Nothing is ever sent.
-Facts: `connect_ms`, and `banner` when asked for.
+(`agent.connections.address_policy`): the name is resolved once, without blocking, and only
+permitted addresses are tried. Nothing is ever sent. Facts: `connect_ms`, and `banner` when
+asked for.
+
+The check is a coroutine on the worker process's event loop (`agent.probes.aio`), like the
+HTTP check, so a batch of them needs no thread each; its deadline cancels it. SSH opens its
+socket with the blocking `open_socket`, through the same policy.
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from collections.abc import Mapping
@@ -21,8 +27,17 @@ from typing import Any, Self, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.connections import address_policy
+from agent.connections.deadline import remaining_s
 from agent.core.addresses import Family
-from agent.core.results import ErrorClass, Observation, ProbeError, Status, parse_config
+from agent.core.results import (
+    ErrorClass,
+    Observation,
+    ProbeError,
+    ProbeResult,
+    Status,
+    parse_config,
+)
+from agent.probes.aio import run_on_loop, run_probe
 from agent.probes.base import Probe, Target
 
 MAX_BANNER_BYTES = 1024
@@ -60,10 +75,37 @@ def open_socket(
     return sock
 
 
-def read_banner(sock: socket.socket) -> str:
-    """The first line a server sends on its own, decoded leniently."""
+async def open_stream(
+    host: str, port: int, family: Family = Family.INSTANCES
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A stream to the first permitted address of `host` that accepts (in resolver order)."""
+    loop = asyncio.get_running_loop()
+    entries = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    last: OSError | None = None
+    for kind, sock_type, proto, _name, address in address_policy.judge(
+        host, entries, address_policy.current(family)
+    ):
+        sock = socket.socket(kind, sock_type, proto)
+        sock.setblocking(False)
+        try:
+            await loop.sock_connect(sock, address)
+        except OSError as exc:
+            sock.close()
+            last = exc
+            continue
+        except BaseException:  # cancelled at the deadline: the socket must not leak
+            sock.close()
+            raise
+        return await asyncio.open_connection(sock=sock)
+    assert last is not None
+    raise last
+
+
+async def read_banner(reader: asyncio.StreamReader) -> str:
+    """The first line a server sends on its own, decoded leniently, by the check's deadline."""
     try:
-        data = sock.recv(MAX_BANNER_BYTES)
+        async with asyncio.timeout(remaining_s()):
+            data = await reader.read(MAX_BANNER_BYTES)
     except TimeoutError:
         raise ProbeError(ErrorClass.TIMEOUT, "connected, but the server sent no banner") from None
     line = data.split(b"\n", 1)[0].rstrip(b"\r")
@@ -88,14 +130,25 @@ class TcpProbe(Probe):
         """The TCP probe of one instance."""
         return cls(target.raw(), target.timeout_s)
 
+    def run(self) -> ProbeResult:
+        """The check's result, from any thread but the loop's (which awaits `run_probe`)."""
+        return run_on_loop(run_probe(self))
+
     def check(self) -> Observation:
+        """Never called: `run()` goes through `acheck()`."""
+        raise NotImplementedError("a TCP check is a coroutine: acheck()")
+
+    async def acheck(self) -> Observation:
         """Connect once and report how long it took."""
         config = self.config()
         started = time.perf_counter()
-        with open_socket(config.host, config.port, self.timeout_s) as sock:
+        reader, writer = await open_stream(config.host, config.port)
+        try:
             facts: dict[str, Any] = {"connect_ms": _ms_since(started)}
             if config.read_banner:
-                facts["banner"] = read_banner(sock)
+                facts["banner"] = await read_banner(reader)
+        finally:
+            writer.close()
         return Observation(facts=facts, checks={"tcp.can_connect": Status.OK})
 
 

@@ -21,9 +21,11 @@ import socket
 import uuid
 from collections.abc import Mapping
 from functools import lru_cache
+from typing import Any
 
 from celery.beat import ScheduleEntry, Scheduler
 from celery.utils.log import get_logger
+from kombu import Producer
 from sqlalchemy.exc import SQLAlchemyError
 
 from agent.core.settings import get_settings
@@ -66,18 +68,20 @@ def resume_from(entries: Mapping[str, ScheduleEntry], expiries: Mapping[str, dt.
 class LeaderScheduler(Scheduler):
     """Celery's in-memory scheduler that dispatches only while it holds the leader lease."""
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.lease_ttl_s = get_settings().beat_lease_ttl_s
         self.holder = holder_id(os.getpid())
         self.leading: bool | None = None  # unknown until the first tick, which logs it
         super().__init__(*args, **kwargs)
-        self.max_interval = min(self.max_interval, self.lease_ttl_s / TICKS_PER_TTL)
+        # Celery has set max_interval by now (never None); its stubs allow ints and None only.
+        self.tick_cap_s = min(float(self.max_interval or 0), self.lease_ttl_s / TICKS_PER_TTL)
+        self.max_interval = self.tick_cap_s  # type: ignore[assignment]
 
-    def tick(self, *args: object, **kwargs: object) -> float:
+    def tick(self, *args: Any, **kwargs: Any) -> float:
         """One scheduler pass if this beat leads; otherwise wait a tick and try again."""
         if not self._lead():
-            return self.max_interval
-        return min(super().tick(*args, **kwargs), self.max_interval)
+            return self.tick_cap_s
+        return min(super().tick(*args, **kwargs), self.tick_cap_s)
 
     def _lead(self) -> bool:
         was_leading = self.leading
@@ -99,7 +103,7 @@ class LeaderScheduler(Scheduler):
                 self._heap = None  # rebuilt from the resumed last runs on this tick
         return held
 
-    def apply_entry(self, entry: ScheduleEntry, producer: object = None) -> None:
+    def apply_entry(self, entry: ScheduleEntry, producer: Producer | None = None) -> None:
         """Send the entry unless it already ran within its interval (under any holder)."""
         if self._claim_run(entry):
             super().apply_entry(entry, producer=producer)
@@ -112,7 +116,7 @@ class LeaderScheduler(Scheduler):
             return True
         try:
             with session_scope() as session:
-                names = [RUN_LEASE + entry.name]
+                names = [RUN_LEASE + str(entry.name)]
                 return bool(store.claim_leases(session, names, self.holder, every * RUN_SHARE))
         except SQLAlchemyError as exc:
             logger.warning("beat: database unreachable (%s), not sending", type(exc).__name__)

@@ -8,7 +8,7 @@ the process with a clear message.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 
 from agent.core.settings import Settings, get_settings
 
@@ -26,7 +26,7 @@ def is_flower_command(argv: Sequence[str]) -> bool:
     return bool(argv) and "celery" in argv[0] and "flower" in argv[1:]
 
 
-def has_auth(argv: Sequence[str], environ: dict[str, str]) -> bool:
+def has_auth(argv: Sequence[str], environ: Mapping[str, str]) -> bool:
     """Whether Flower was given an authentication option or variable."""
     if any(environ.get(name) for name in AUTH_VARIABLES):
         return True
@@ -40,7 +40,7 @@ def basic_auth(settings: Settings) -> str | None:
     return f"{settings.flower_user}:{settings.flower_password.get_secret_value()}"
 
 
-def require_auth(argv: Sequence[str], environ: dict[str, str] | None = None) -> None:
+def require_auth(argv: Sequence[str], environ: MutableMapping[str, str] | None = None) -> None:
     """Make sure a Flower process about to start has authentication, or stop it."""
     environ = os.environ if environ is None else environ
     if not is_flower_command(argv) or has_auth(argv, environ):

@@ -57,7 +57,7 @@ class Metrics:
     def create(cls, registry: CollectorRegistry) -> Metrics:
         """The metrics, registered with `registry` (samples go to the multiprocess files)."""
         # One flat declaration per metric: long, but there is nothing to factor out.
-        r = {"registry": registry}
+        r: dict[str, Any] = {"registry": registry}
         return cls(
             checks=Counter(
                 "agent_checks", "Health checks by probe kind, verdict and error class.",

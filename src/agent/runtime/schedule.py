@@ -5,10 +5,12 @@ The Celery app configures beat with it, and the metrics read each periodic task'
 
 from __future__ import annotations
 
+from typing import Any
+
 from agent.core.settings import Settings
 
 
-def beat_entries(settings: Settings) -> dict[str, dict[str, object]]:
+def beat_entries(settings: Settings) -> dict[str, dict[str, Any]]:
     """`beat_schedule.SCHEDULE` with intervals from settings; a run expires after one interval."""
     import beat_schedule
 

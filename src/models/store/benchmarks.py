@@ -25,6 +25,7 @@ from agent.benchmarks.batches import Rejection, Tally
 from agent.benchmarks.validation import POINT_COLUMNS, Point
 from models import timeseries
 from models.benchmarks import BenchmarkAlert
+from models.session import driver_connection
 
 STAGING = "agent_benchmarks_staging"
 RAW_LIMIT = 16384
@@ -185,7 +186,7 @@ def _ensure_partitions(session: Session, days: Iterable[dt.date]) -> None:
 
 
 def _copy(session: Session, points: Sequence[Point]) -> None:
-    raw = session.connection().connection.driver_connection
+    raw = driver_connection(session)
     types = [STAGING_TYPES.get(name, "text") for name in POINT_COLUMNS]
     with raw.cursor() as cursor, cursor.copy(_COPY) as copy:
         copy.set_types(types)
@@ -204,7 +205,7 @@ def quarantine(
     """
     if not rejected:
         return
-    raw = session.connection().connection.driver_connection
+    raw = driver_connection(session)
     with raw.cursor() as cursor, cursor.copy(_QUARANTINE_COPY) as copy:
         copy.set_types(_QUARANTINE_TYPES)
         for r in rejected:

@@ -165,7 +165,7 @@ def reconcile(
 
 def _upsert(
     session: Session, instance_id: uuid.UUID, services: Sequence[DiscoveredService]
-) -> list[Any]:
+) -> Sequence[Any]:
     rows = json.dumps([service.row() for service in services])
     return session.execute(_UPSERT, {"rows": rows, "instance_id": instance_id}).all()
 

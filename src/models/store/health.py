@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from agent.health import Checked
 from models.agent import AgentKnownHost
 from models.auth import AuditLog
+from models.session import driver_connection
 
 AGENT_USER_AGENT = "infra-agent"
 
@@ -71,7 +72,7 @@ def _instance_row(checked: Checked) -> dict[str, Any]:
 
 
 def _copy_history(session: Session, checked: Sequence[Checked]) -> None:
-    raw = session.connection().connection.driver_connection
+    raw = driver_connection(session)
     with raw.cursor() as cursor, cursor.copy(_HISTORY_COPY) as copy:
         for c in checked:
             copy.write_row(_history_row(c))

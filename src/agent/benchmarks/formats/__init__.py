@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import import_module
-from typing import IO, Any, NamedTuple
+from typing import IO, Any, NamedTuple, Protocol
 
 import ijson
 
@@ -33,6 +33,16 @@ _GOOGLE = re.compile(rb'^\{\s*"context"\s*:')
 _PYTEST = re.compile(rb'^\{\s*"(machine_info|commit_info)"\s*:')
 _STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+
+
+class Rewindable(Protocol):
+    """What the JSON readers need of a stream: bytes, and a rewind to the start."""
+
+    def read(self, size: int = -1, /) -> bytes:
+        """Up to `size` bytes; all that is left when -1."""
+
+    def seek(self, offset: int, whence: int = 0, /) -> int:
+        """Move to `offset` (the readers only ever rewind to 0)."""
 
 
 class FormatError(ValueError):
@@ -95,7 +105,7 @@ def read(stream: IO[bytes], format: str | None = None) -> Parsed:
     if format != "csv":
         check_depth(stream, format)
     try:
-        parsed = import_module(READERS[format]).read(stream, format)
+        parsed: Parsed = import_module(READERS[format]).read(stream, format)
     except READ_ERRORS as exc:
         raise FormatError(f"not valid {format}: {describe(exc)}") from None
     parsed.rows = _guarded(parsed.rows, format)
@@ -140,7 +150,7 @@ def describe(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-def top_level(stream: IO[bytes], keys: set[str]) -> dict[str, Any]:
+def top_level(stream: Rewindable, keys: set[str]) -> dict[str, Any]:
     """The values of top-level `keys` of the JSON object in `stream`; rewinds the stream.
 
     One pass that builds only the wanted values and stops once all are found, so a large

@@ -19,7 +19,7 @@ from typing import IO, Any
 
 import ijson
 
-from agent.benchmarks.formats import Parsed, Raw, top_level
+from agent.benchmarks.formats import Parsed, Raw, Rewindable, top_level
 
 ENTRY_KEYS = frozenset(
     {
@@ -65,7 +65,7 @@ def context_fields(context: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in found.items() if value not in (None, "")}
 
 
-def rows(stream: IO[bytes]) -> Iterator[Raw]:
+def rows(stream: Rewindable) -> Iterator[Raw]:
     """One row per time and counter of each entry."""
     number = 0
     for entry in ijson.items(stream, "benchmarks.item", use_float=True):
