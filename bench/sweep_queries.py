@@ -372,6 +372,7 @@ def broker_side(url: str, instances: int) -> None:
     `agent.health.check_batch`) on the agent's Celery app, against the private Redis; nothing
     consumes the queue.
     """
+    import agent.celery  # noqa: F401  (the agent's app, on the private Redis, becomes current)
     from agent.core.settings import get_settings
     from tasks.health import health_sweep
     from tasks.sweep import send
