@@ -14,7 +14,7 @@ parallel-ssh, which has no host key check.
 
 - agent cold / warm: the health job's real orchestration in this process, as one worker
   process would run it: the sweep's selection and leasing (`queries.due_instances`,
-  `tasks.health.lease_batches`), then `tasks.health.run_batch` for each batch in turn
+  `tasks.sweep.lease_batches`), then `tasks.health.run_batch` for each batch in turn
   (settings: `health_concurrency` = parallelism, batch size `--batch-size`, jitter 0,
   the SSH pool sized as `worker_init` sizes it). Only the Redis hop between sweep and
   batches is left out. Cold starts with an empty transport cache; warm is the next sweep.
@@ -64,11 +64,13 @@ from agent.connections import sshpool
 from agent.connections.known_hosts import host_entry
 from agent.core.credentials import SecretResolver, generate_key
 from agent.core.settings import Settings, get_settings
+from agent.health import queue_for
 from agent.probes.ssh import FACTS_COMMAND, MARK
 from models import InfrastructureInstance, queries
 from models.session import dispose_engine, session_scope
 from models.store import health as health_store
-from tasks.health import lease_batches, run_batch
+from tasks.health import health_sweep, run_batch
+from tasks.sweep import lease_batches
 
 DONE = f"{MARK}end"
 T = TypeVar("T")
@@ -152,8 +154,9 @@ def agent_sweep(settings: Settings) -> tuple[int, int]:
     """One sweep as a worker runs it: select and lease the due rows, then every batch."""
     with session_scope() as session:
         started = queries.database_time(session)
-        due = queries.due_instances(session, 0, settings.health_max_per_sweep)
-        batches = lease_batches(session, due, settings)
+        rows = queries.due_instances(session, 0, settings.health_max_per_sweep)
+        due = [(queue_for(row.tags or ()), row.connection_type, row.id) for row in rows]
+        batches = lease_batches(session, health_sweep(settings), due)
     for task_id, _queue, ids in batches:
         run_batch(settings, ids, holder=task_id)
     return checked_ok_since(started), len(due)

@@ -64,16 +64,18 @@ def batch_once(ids: list[uuid.UUID]) -> tuple[float, float]:
     from agent.health import check_all
     from models.session import session_scope
     from tasks import health
+    from tasks.sweep import held
 
     settings, holder = get_settings(), str(uuid.uuid4())
+    job = health.HealthJob(settings)
     started = time.perf_counter()
     with session_scope() as session:
-        specs, known, clock = health.take(session, ids, holder, settings)
+        taken = job.load(session, held(session, ids, holder, job.lease_s, job.lease_of))
     checking = time.perf_counter()
-    checked = check_all(specs, health.prober(settings, known), CONCURRENCY, clock=clock)
+    make = health.prober(settings, taken.known)
+    checked = check_all(taken.specs, make, CONCURRENCY, clock=taken.clock)
     checked_at = time.perf_counter()
-    with session_scope() as session:
-        health.write(session, checked, known, holder, ids)
+    job.write(taken, checked, holder, ids)
     total = time.perf_counter() - started
     assert {c.result.status.value for c in checked} == {"ok"}, "a bench check failed"
     return total, checked_at - checking

@@ -104,16 +104,17 @@ def refresh_once(ids: list[uuid.UUID]) -> tuple[float, float]:
     from agent.core.settings import get_settings
     from models.session import session_scope
     from tasks import plugins
+    from tasks.sweep import held
 
     settings, holder = get_settings(), str(uuid.uuid4())
+    job = plugins.PluginJob(settings, "installation")
     started = time.perf_counter()
     with session_scope() as session:
-        specs, clock = plugins.take(session, "installation", ids, holder, settings)
+        taken = job.load(session, held(session, ids, holder, job.lease_s, job.lease_of))
     checking = time.perf_counter()
-    checked = plugins.check(settings, "installation", specs, clock)
+    checked = job.run(taken, None)
     checked_at = time.perf_counter()
-    with session_scope() as session:
-        plugins.write(session, "installation", checked, holder, ids)
+    job.write(taken, checked, holder, ids)
     total = time.perf_counter() - started
     assert {c.health.value for c in checked} == {"healthy"}, "a bench check failed"
     return total, checked_at - checking

@@ -17,14 +17,14 @@ plugins). Due times follow two scenarios:
 
 Then it calls the project's own functions (no SQL copied here) and times each, medians of
 --repeat runs, each in a transaction that is rolled back (so lease claims leave nothing):
-`queries.due_instances`, `tasks.health.lease_batches` (the sweep's lease phase),
+`queries.due_instances`, `tasks.sweep.lease_batches` (the sweep's lease phase),
 `queries.discovery_candidates`, `queries.due_installations`, `queries.due_mcp_servers`,
-`tasks.plugins.lease_batches`, and a batch's read (`tasks.health.take`: database clock,
+`tasks.sweep.lease_batches` of the refresh, and a batch's read (`HealthJob.load`: database clock,
 lease claim, instance rows, known host keys). With --explain, every distinct statement those
 calls send is printed with `EXPLAIN (ANALYZE, BUFFERS)` of the same parameters.
 
 Last, the broker side: on a private `redis-server` (started and stopped here), the sweep's
-sending step (`tasks.common.send_batches`) sends --broker-instances ids (10,000 by default) in
+sending step (`tasks.sweep.send`) sends --broker-instances ids (10,000 by default) in
 batches of the default size to `agent.health.check_batch`; printed: the queue's depth, the
 bytes per message and the Redis memory they take. The load average is printed before and
 after.
@@ -236,17 +236,27 @@ def explain(statement: str, parameters: Any) -> str:
 def calls(settings: Any, batch_ids: list[uuid.UUID]) -> dict[str, Callable[[Session], Any]]:
     """The project's own selection and lease steps, each a function of a session."""
     from models import queries
-    from tasks import discovery, health, plugins
+    from tasks import discovery, health, plugins, sweep
     from tasks.discovery import MODULES
 
     max_health, max_plugins = settings.health_max_per_sweep, settings.plugins_max_per_refresh
+    health_sweep, refresh = health.health_sweep(settings), plugins.plugins_refresh(settings)
+
+    def health_due(s: Session) -> list[Any]:
+        due = queries.due_instances(s, HEALTH_INTERVAL_S, max_health)
+        return [(health.queue_for(row.tags or ()), row.connection_type, row.id) for row in due]
+
+    def installations_due(s: Session) -> list[Any]:
+        due = queries.due_installations(s, PLUGINS_INTERVAL_S, max_plugins)
+        return [(plugins.INSTALLATION, plugins.INSTALLATION, i) for i in due]
+
     return {
         "health: due_instances": lambda s: queries.due_instances(s, HEALTH_INTERVAL_S, max_health),
-        "health: due + lease_batches": lambda s: health.lease_batches(
-            s, queries.due_instances(s, HEALTH_INTERVAL_S, max_health), settings
+        "health: due + lease_batches": lambda s: sweep.lease_batches(
+            s, health_sweep, health_due(s)
         ),
-        "health: batch read (take, 50 ids)": lambda s: health.take(
-            s, batch_ids, "bench-batch", settings
+        "health: batch read (take, 50 ids)": lambda s: take(
+            s, health.HealthJob(settings), batch_ids
         ),
         "discovery: discovery_candidates": lambda s: queries.discovery_candidates(
             s, sorted(MODULES), discovery.INSTANCE_LEASE, settings.discovery_max_per_sweep
@@ -254,11 +264,8 @@ def calls(settings: Any, batch_ids: list[uuid.UUID]) -> dict[str, Callable[[Sess
         "plugins: due_installations": lambda s: queries.due_installations(
             s, PLUGINS_INTERVAL_S, max_plugins
         ),
-        "plugins: due + lease_batches": lambda s: plugins.lease_batches(
-            s,
-            plugins.INSTALLATION,
-            queries.due_installations(s, PLUGINS_INTERVAL_S, max_plugins),
-            settings,
+        "plugins: due + lease_batches": lambda s: sweep.lease_batches(
+            s, refresh, installations_due(s)
         ),
         "plugins: due_mcp_servers": lambda s: queries.due_mcp_servers(
             s, PLUGINS_INTERVAL_S, max_plugins
@@ -266,10 +273,17 @@ def calls(settings: Any, batch_ids: list[uuid.UUID]) -> dict[str, Callable[[Sess
     }
 
 
+def take(session: Session, job: Any, ids: list[uuid.UUID]) -> Any:
+    """A batch's read: its leases claimed, then what its checks need (`tasks.sweep.run_batch`)."""
+    from tasks.sweep import held
+
+    return job.load(session, held(session, ids, "bench-batch", job.lease_s, job.lease_of))
+
+
 def size_of(result: Any) -> int:
     """How many rows (or ids in batches) a call returned."""
-    if isinstance(result, tuple):  # take: (specs, known hosts, clock)
-        return len(result[0])
+    if hasattr(result, "specs"):  # a batch's read: specs, known hosts, clock
+        return len(result.specs)
     if (
         result
         and isinstance(result[0], tuple)
@@ -354,12 +368,14 @@ def wait_for_redis(url: str) -> None:
 def broker_side(url: str, instances: int) -> None:
     """Queue depth and bytes per message when a sweep sends `instances` ids in batches.
 
-    The sweep's own sending step (`tasks.common.send_batches` with `agent.health.check_batch`)
-    on the agent's Celery app, against the private Redis; nothing consumes the queue.
+    The sweep's own sending step (`tasks.sweep.send` of the health sweep, to
+    `agent.health.check_batch`) on the agent's Celery app, against the private Redis; nothing
+    consumes the queue.
     """
+    import agent.celery  # noqa: F401  (the agent's app, on the private Redis, becomes current)
     from agent.core.settings import get_settings
-    from tasks.common import quietly, send_batches
-    from tasks.health import check_batch
+    from tasks.health import health_sweep
+    from tasks.sweep import send
 
     settings, client = get_settings(), redis.Redis.from_url(url)
     ids = [uuid.uuid4() for _ in range(instances)]
@@ -367,7 +383,9 @@ def broker_side(url: str, instances: int) -> None:
     batches = [(str(uuid.uuid4()), "health", ids[i : i + size]) for i in range(0, instances, size)]
     used_before = client.info("memory")["used_memory"]
     started = time.perf_counter()
-    send_batches(check_batch, batches, settings.health_interval_s, quietly)
+    sweep = health_sweep(settings)
+    for batch in batches:
+        send(sweep, batch)
     sent_s = time.perf_counter() - started
     messages = client.lrange("health", 0, -1)
     used = client.info("memory")["used_memory"] - used_before

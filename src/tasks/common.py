@@ -7,19 +7,17 @@ import inspect
 import threading
 import time
 import uuid
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from celery import Task
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.orm import Session
 
 from agent.core.credentials import SecretResolver
 from agent.core.secret_scope import SecretScope
 from agent.core.settings import Settings
-from models import queries, store
+from models import queries
 from models.session import session_scope
 
 # A database or broker that went away is worth waiting for; anything else is a bug or bad
@@ -141,54 +139,6 @@ def counter(report: Progress, total: int, unit: str) -> Callable[[], None]:
         report(meta)
 
     return tick
-
-
-Batch = tuple[str, str, list[uuid.UUID]]
-"""A batch a sweep sends: its task id, its queue, and the ids leased to it."""
-
-
-def lease_chunks(
-    session: Session,
-    ids: Sequence[uuid.UUID],
-    size: int,
-    ttl_s: float,
-    lease_of: Callable[[uuid.UUID], str],
-) -> list[tuple[str, list[uuid.UUID]]]:
-    """`ids` cut into chunks of `size`, each leased to its future task id (the first item).
-
-    Ids another holder leases are left out, and a chunk left with none is dropped.
-    """
-    chunks = []
-    for start in range(0, len(ids), size):
-        chunk, task_id = ids[start : start + size], str(uuid.uuid4())
-        held = store.claim_leases(session, [lease_of(i) for i in chunk], task_id, ttl_s)
-        mine = [i for i in chunk if lease_of(i) in held]
-        if mine:
-            chunks.append((task_id, mine))
-    return chunks
-
-
-def send_batches(
-    task: Any, batches: Sequence[Batch], expires_s: float, progress: Progress
-) -> dict[str, Any]:
-    """Send each batch to `task` on its queue under its leased task id; the sweep's summary."""
-    sent = counter(progress, len(batches), "batches")
-    for task_id, queue, ids in batches:
-        task.apply_async(
-            args=[[str(i) for i in ids]], queue=queue, task_id=task_id, expires=expires_s
-        )
-        sent()
-    return {
-        "dispatched": sum(len(ids) for _, _, ids in batches),
-        "batches": len(batches),
-        "queues": dict(Counter(queue for _, queue, _ in batches)),
-        "batch_ids": [task_id for task_id, _, _ in batches],
-    }
-
-
-def sweep_lease_s(interval_s: float) -> float:
-    """How long a sweep (or refresh) keeps others of its kind away."""
-    return interval_s * queries.DUE_AFTER_SHARE
 
 
 def resolver_for(settings: Settings) -> SecretResolver:

@@ -15,6 +15,7 @@ import logging
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from celery import shared_task
@@ -33,21 +34,20 @@ from models import queries, store
 from models.session import session_scope
 from models.store import discovery as discovery_store
 from models.store import health as health_store
+from tasks import sweep as sweep_core
 from tasks.common import (
     RETRY_ON_INFRASTRUCTURE,
-    Batch,
     Progress,
     as_uuid,
     as_uuids,
     batch_deadline_s,
     counter,
-    lease_chunks,
     progress_of,
     quietly,
     resolver_for,
-    send_batches,
 )
-from tasks.instances import spec_of, ssh_entry, trusted_keys
+from tasks.instances import instance_specs, known_hosts, learned_keys
+from tasks.sweep import Due, Sweep
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ INSTANCE_LEASE = "discovery.instance."
 QUEUE = "discovery"
 
 Discovered = tuple[InstanceSpec, Discovery]
+COUNTS = ("seen", "new", "updated", "missing", "matched")
 
 
 @shared_task(name="agent.discovery.sweep", bind=True, **RETRY_ON_INFRASTRUCTURE)
@@ -93,41 +94,92 @@ def queue_for(tags: Sequence[str]) -> str:
 
 def run_sweep(settings: Settings, holder: str, progress: Progress = quietly) -> dict[str, Any]:
     """Lease the instances to batches (one transaction), then send the batches."""
-    ttl_s = settings.discovery_interval_s + settings.task_time_limit_s
-    with session_scope() as session:
-        if not store.claim_leases(
-            session, [SWEEP_LEASE], holder, settings.discovery_interval_s * 0.9
-        ):
-            return {"dispatched": 0, "skipped": "another sweep ran within this interval"}
-        rows = queries.discovery_candidates(
-            session, sorted(MODULES), INSTANCE_LEASE, settings.discovery_max_per_sweep
+    return sweep_core.run_sweep(discovery_sweep(settings), holder, progress)
+
+
+def discovery_sweep(settings: Settings) -> Sweep:
+    """The discovery sweep: every live instance discovery reads, batched by queue and kind."""
+    interval_s = settings.discovery_interval_s
+    return Sweep(
+        lease=SWEEP_LEASE,
+        lease_s=interval_s * 0.9,
+        skipped="another sweep ran within this interval",
+        due=lambda session: candidates(session, settings),
+        lease_of=lambda _queue, instance_id: instance_lease(instance_id),
+        batch_size=settings.discovery_batch_size,
+        batch_lease_s=interval_s + settings.task_time_limit_s,
+        task=discover_batch,
+        expires_s=interval_s,
+        label="queue",
+        summary=sweep_core.by_queue,
+    )
+
+
+def candidates(session: Session, settings: Settings) -> list[Due]:
+    """The instances discovery can read and no discovery holds, each with its queue and kind."""
+    rows = queries.discovery_candidates(
+        session, sorted(MODULES), INSTANCE_LEASE, settings.discovery_max_per_sweep
+    )
+    return [(queue_for(row.tags or ()), row.connection_type, row.id) for row in rows]
+
+
+@dataclass(frozen=True)
+class Taken:
+    """What a batch's discoveries need: the specs, their trusted host keys, the plugin rules."""
+
+    specs: list[InstanceSpec]
+    known: MemoryKnownHosts
+    rules: list[PluginRule]
+
+
+class DiscoveryJob:
+    """A batch of discoveries: each instance that answered reconciled in its own transaction."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.lease_s = settings.task_time_limit_s + 60
+        self.lease_of = instance_lease
+
+    def load(self, session: Session, ids: Sequence[uuid.UUID]) -> Taken:
+        """The specs and host keys of `ids`, and the rules that match plugins to services."""
+        specs = instance_specs(session, ids, Policy())
+        rules = rules_from(queries.managing_plugins(session))
+        return Taken(specs, known_hosts(session, specs, ids), rules)
+
+    def refusal(self, taken: Taken) -> str | None:
+        """Why a discovery on demand cannot go ahead."""
+        if taken.specs:
+            return None
+        return "no such instance, deleted, or a discovery of it is running"
+
+    def run(self, taken: Taken, progress: Progress | None) -> list[Discovered]:
+        """Discover every instance (one on demand alone), with no transaction open."""
+        settings = self.settings
+        return discover_all(
+            taken.specs,
+            discoverer(settings, taken.known),
+            1 if progress is None else settings.discovery_concurrency,
+            done=counter(progress or quietly, len(taken.specs), "instances"),
+            deadline_s=batch_deadline_s(settings.task_soft_time_limit_s),
         )
-        batches = lease_batches(session, rows, settings.discovery_batch_size, ttl_s)
-    return send_batches(discover_batch, batches, settings.discovery_interval_s, progress)
 
+    def write(
+        self, taken: Taken, found: list[Discovered], holder: str, _ids: Sequence[uuid.UUID]
+    ) -> list[dict[str, Any]]:
+        """Each instance reconciled in its own transaction; a summary of each."""
+        return [reconcile_one(item, taken.rules, taken.known, holder) for item in found]
 
-def lease_batches(session: Session, rows: Sequence[Any], size: int, ttl_s: float) -> list[Batch]:
-    """Group rows by queue into batches, each leased to its future task id."""
-    groups: dict[str, list[uuid.UUID]] = {}
-    for row in rows:
-        groups.setdefault(queue_for(row.tags or ()), []).append(row.id)
-    return [
-        (task_id, queue, ids)
-        for queue, group in groups.items()
-        for task_id, ids in lease_chunks(session, group, size, ttl_s, instance_lease)
-    ]
+    def tally(self, _found: list[Discovered], reconciled: list[dict[str, Any]]) -> dict[str, Any]:
+        """Counts for the task result: discovered, failed, and the services' changes."""
+        return tally(reconciled)
 
+    def summary(self, _found: list[Discovered], reconciled: list[dict[str, Any]]) -> dict[str, Any]:
+        """The one discovery's JSON summary."""
+        return reconciled[0]
 
-def take(
-    session: Session, ids: Sequence[uuid.UUID], holder: str, settings: Settings
-) -> tuple[list[InstanceSpec], MemoryKnownHosts, list[PluginRule]]:
-    """Lease `ids` to `holder`; load their specs, trusted host keys and the plugin rules."""
-    ttl_s = settings.task_time_limit_s + 60
-    held = store.claim_leases(session, [instance_lease(i) for i in ids], holder, ttl_s)
-    mine = [i for i in ids if instance_lease(i) in held]
-    specs = [spec_of(row, Policy()) for row in (queries.instances(session, mine) if mine else [])]
-    known = MemoryKnownHosts(trusted_keys(specs, queries.known_host_keys(session, mine)))
-    return specs, known, rules_from(queries.managing_plugins(session))
+    def not_done(self, instance_id: uuid.UUID, reason: str) -> dict[str, Any]:
+        """The result of a discovery on demand that could not go ahead."""
+        return {"instance_id": str(instance_id), "status": "not_discovered", "message": reason}
 
 
 def discoverer(settings: Settings, known: MemoryKnownHosts) -> Callable[[InstanceSpec], Discoverer]:
@@ -188,20 +240,12 @@ def reconcile_one(
             counts = discovery_store.reconcile(
                 session, instance_id, discovery.services, discovery.types, plugins, discovery.unread
             )
-            health_store.remember_host_keys(session, learned_key(spec, known))
+            health_store.remember_host_keys(session, learned_keys([spec], known))
         store.release_leases(session, [instance_lease(instance_id)], holder)
     if not discovery.ok or discovery.unread:
         what = "failed" if not discovery.ok else "was partial"
         log.warning("discovery of %s %s: %s", spec.id, what, discovery.message)
     return summary(spec, discovery, counts)
-
-
-def learned_key(spec: InstanceSpec, known: MemoryKnownHosts) -> dict[uuid.UUID, tuple[str, str]]:
-    """The host key this discovery trusted on first use, to be recorded like health's."""
-    entry = ssh_entry(spec)
-    if spec.connection_type != "ssh" or entry not in known.learned:
-        return {}
-    return {uuid.UUID(spec.id): (entry, known.learned[entry])}
 
 
 def summary(
@@ -217,42 +261,25 @@ def summary(
     }
 
 
+def tally(done: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Counts for a batch's result: discovered, failed, and the services' changes."""
+    totals: Counter[str] = Counter()
+    for item in done:
+        totals.update({k: item[k] for k in COUNTS})
+    return {
+        "discovered": sum(d["status"] == "discovered" for d in done),
+        "failed": sum(d["status"] == "failed" for d in done),
+        **{k: totals[k] for k in COUNTS},
+    }
+
+
 def run_batch(
     settings: Settings, ids: Sequence[uuid.UUID], holder: str, progress: Progress = quietly
 ) -> dict[str, Any]:
     """Discover the instances of `ids` this holder can lease, and reconcile each."""
-    with session_scope() as session:
-        specs, known, rules = take(session, ids, holder, settings)
-    found = discover_all(
-        specs,
-        discoverer(settings, known),
-        settings.discovery_concurrency,
-        done=counter(progress, len(specs), "instances"),
-        deadline_s=batch_deadline_s(settings.task_soft_time_limit_s),
-    )
-    done = [reconcile_one(item, rules, known, holder) for item in found]
-    totals: Counter[str] = Counter()
-    for item in done:
-        totals.update({k: item[k] for k in ("seen", "new", "updated", "missing", "matched")})
-    return {
-        "discovered": sum(d["status"] == "discovered" for d in done),
-        "failed": sum(d["status"] == "failed" for d in done),
-        **{k: totals[k] for k in ("seen", "new", "updated", "missing", "matched")},
-    }
+    return sweep_core.run_batch(DiscoveryJob(settings), ids, holder, progress)
 
 
 def discover_now(settings: Settings, instance_id: uuid.UUID, holder: str) -> dict[str, Any]:
     """Discover one instance right away, unless a discovery of it is already running."""
-    with session_scope() as session:
-        specs, known, rules = take(session, [instance_id], holder, settings)
-        if not specs:
-            store.release_leases(session, [instance_lease(instance_id)], holder)
-    if not specs:
-        return {
-            "instance_id": str(instance_id),
-            "status": "not_discovered",
-            "message": "no such instance, deleted, or a discovery of it is running",
-        }
-    deadline_s = batch_deadline_s(settings.task_soft_time_limit_s)
-    [found] = discover_all(specs, discoverer(settings, known), 1, deadline_s=deadline_s)
-    return reconcile_one(found, rules, known, holder)
+    return sweep_core.run_now(DiscoveryJob(settings), instance_id, holder)

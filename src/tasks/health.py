@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from celery import shared_task
@@ -29,22 +30,20 @@ from models import queries, store
 from models.agent import instance_lease
 from models.session import session_scope
 from models.store import health as health_store
+from tasks import sweep as sweep_core
 from tasks.common import (
     RETRY_ON_INFRASTRUCTURE,
-    Batch,
     Progress,
     as_uuid,
     as_uuids,
     batch_deadline_s,
     counter,
-    lease_chunks,
     progress_of,
     quietly,
     resolver_for,
-    send_batches,
-    sweep_lease_s,
 )
-from tasks.instances import spec_of, ssh_entry, trusted_keys
+from tasks.instances import instance_specs, known_hosts, learned_keys
+from tasks.sweep import Batch, Due, Sweep
 
 SWEEP_LEASE = "health.sweep"
 
@@ -71,100 +70,120 @@ def check_instance(self: Any, instance_id: str) -> contract.CheckSummary | contr
 
 def run_sweep(settings: Settings, holder: str, progress: Progress = quietly) -> dict[str, Any]:
     """Lease due instances to batches (one transaction), then send the batches."""
-    batches = plan_sweep(settings, holder)
-    if batches is None:
-        return {"dispatched": 0, "skipped": "another sweep ran within half an interval"}
-    return send_batches(check_batch, batches, settings.health_interval_s, progress)
+    return sweep_core.run_sweep(health_sweep(settings), holder, progress)
 
 
 def plan_sweep(settings: Settings, holder: str) -> list[Batch] | None:
-    """The due instances leased to batches, or None when another sweep ran just before.
+    """The due instances leased to batches, or None when another sweep ran just before."""
+    return sweep_core.plan(health_sweep(settings), holder)
+
+
+def health_sweep(settings: Settings) -> Sweep:
+    """The health sweep: due instances, batched by queue (zone) and kind.
 
     The sweep's own lease lasts as long as a check stays fresh (`queries.DUE_AFTER_SHARE`),
     so a sweep that runs late does not make the next, punctual one skip its turn.
     """
     interval_s = settings.health_interval_s
-    with session_scope() as session:
-        if not store.claim_leases(session, [SWEEP_LEASE], holder, sweep_lease_s(interval_s)):
-            return None
-        due = queries.due_instances(session, interval_s, settings.health_max_per_sweep)
-        return lease_batches(session, due, settings)
+    return Sweep(
+        lease=SWEEP_LEASE,
+        lease_s=interval_s * queries.DUE_AFTER_SHARE,
+        skipped="another sweep ran within half an interval",
+        due=lambda session: due_instances(session, settings),
+        lease_of=lambda _queue, instance_id: instance_lease(instance_id),
+        batch_size=settings.health_batch_size,
+        batch_lease_s=interval_s + settings.task_time_limit_s,
+        task=check_batch,
+        expires_s=interval_s,
+        label="queue",
+        summary=sweep_core.by_queue,
+    )
 
 
-def lease_batches(session: Session, due: Sequence[Any], settings: Settings) -> list[Batch]:
-    """Group due rows by queue and kind into batches, each leased to its future task id."""
-    groups: dict[tuple[str, str | None], list[uuid.UUID]] = {}
-    for row in due:
-        groups.setdefault((queue_for(row.tags or ()), row.connection_type), []).append(row.id)
-    ttl_s = settings.health_interval_s + settings.task_time_limit_s
-    size = settings.health_batch_size
-    return [
-        (task_id, queue, ids)
-        for (queue, _kind), group in groups.items()
-        for task_id, ids in lease_chunks(session, group, size, ttl_s, instance_lease)
-    ]
+def due_instances(session: Session, settings: Settings) -> list[Due]:
+    """The instances due a check, each with its queue and kind."""
+    due = queries.due_instances(session, settings.health_interval_s, settings.health_max_per_sweep)
+    return [(queue_for(row.tags or ()), row.connection_type, row.id) for row in due]
 
 
 def run_batch(
     settings: Settings, ids: Sequence[uuid.UUID], holder: str, progress: Progress = quietly
 ) -> dict[str, Any]:
     """Check the instances of `ids` this holder can lease, and write them in one go."""
-    with session_scope() as session:
-        specs, known, clock = take(session, ids, holder, settings)
-    checked = check_all(
-        specs,
-        prober(settings, known),
-        settings.health_concurrency,
-        settings.health_jitter_s,
-        done=counter(progress, len(specs), "instances"),
-        clock=clock,
-        deadline_s=batch_deadline_s(settings.task_soft_time_limit_s),
-    )
-    with session_scope() as session:
-        write(session, checked, known, holder, ids)
-    return tally(checked)
+    return sweep_core.run_batch(HealthJob(settings), ids, holder, progress)
 
 
 def check_now(settings: Settings, instance_id: uuid.UUID, holder: str) -> dict[str, Any]:
     """Check one instance right away, unless a check of it is already running."""
-    with session_scope() as session:
-        specs, known, clock = take(session, [instance_id], holder, settings)
-        if not specs:
-            store.release_leases(session, [instance_lease(instance_id)], holder)
-    if not specs:
-        return {
-            "instance_id": str(instance_id),
-            "status": "not_checked",
-            "message": "no such instance, deleted, or a check of it is running",
-        }
-    deadline_s = batch_deadline_s(settings.task_soft_time_limit_s)
-    [checked] = check_all(
-        specs, prober(settings, known), concurrency=1, clock=clock, deadline_s=deadline_s
-    )
-    with session_scope() as session:
-        write(session, [checked], known, holder, [instance_id])
-    return checked.summary()
+    return sweep_core.run_now(HealthJob(settings), instance_id, holder)
 
 
-def take(
-    session: Session, ids: Sequence[uuid.UUID], holder: str, settings: Settings
-) -> tuple[list[InstanceSpec], MemoryKnownHosts, Clock]:
-    """Lease `ids` to `holder` and load what their checks need (the caller's transaction).
+@dataclass(frozen=True)
+class Taken:
+    """What a batch's checks need: the specs, their trusted host keys, the database's clock."""
 
-    Also the database's clock, read once, by which the checks are dated.
-    """
-    clock = Clock.reading(queries.database_time(session))
-    held = store.claim_leases(
-        session, [instance_lease(i) for i in ids], holder, settings.task_time_limit_s + 60
-    )
-    mine = [i for i in ids if instance_lease(i) in held]
-    rows = queries.instances(session, mine) if mine else []
-    default = Policy(
-        settings.health_failures_before_offline, settings.health_successes_before_online
-    )
-    specs = [spec_of(row, default) for row in rows]
-    known = MemoryKnownHosts(trusted_keys(specs, queries.known_host_keys(session, mine)))
-    return specs, known, clock
+    specs: list[InstanceSpec]
+    known: MemoryKnownHosts
+    clock: Clock
+
+
+class HealthJob:
+    """A batch of health checks: the instances' specs in, damped results written together."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.lease_s = settings.task_time_limit_s + 60
+        self.lease_of = instance_lease
+
+    def load(self, session: Session, ids: Sequence[uuid.UUID]) -> Taken:
+        """The specs and host keys of `ids`, and the database's clock, read once."""
+        clock = Clock.reading(queries.database_time(session))
+        specs = instance_specs(session, ids, default_policy(self.settings))
+        return Taken(specs, known_hosts(session, specs, ids), clock)
+
+    def refusal(self, taken: Taken) -> str | None:
+        """Why a check on demand cannot go ahead."""
+        return None if taken.specs else "no such instance, deleted, or a check of it is running"
+
+    def run(self, taken: Taken, progress: Progress | None) -> list[Checked]:
+        """Check every instance (a batch spreads its starts; one on demand starts at once)."""
+        settings, alone = self.settings, progress is None
+        return check_all(
+            taken.specs,
+            prober(settings, taken.known),
+            1 if alone else settings.health_concurrency,
+            0.0 if alone else settings.health_jitter_s,
+            done=counter(progress or quietly, len(taken.specs), "instances"),
+            clock=taken.clock,
+            deadline_s=batch_deadline_s(settings.task_soft_time_limit_s),
+        )
+
+    def write(
+        self, taken: Taken, checked: list[Checked], holder: str, ids: Sequence[uuid.UUID]
+    ) -> None:
+        """Results, newly trusted host keys, and the leases given back: one transaction."""
+        with session_scope() as session:
+            health_store.record_health(session, checked)
+            learned = learned_keys([c.spec for c in checked], taken.known)
+            health_store.remember_host_keys(session, learned)
+            store.release_leases(session, [instance_lease(i) for i in ids], holder)
+
+    def tally(self, checked: list[Checked], _written: None) -> dict[str, Any]:
+        """Counts for the task result: checked, by status, how many changed, each raw check."""
+        return tally(checked)
+
+    def summary(self, checked: list[Checked], _written: None) -> dict[str, Any]:
+        """The one check's JSON summary."""
+        return checked[0].summary()
+
+    def not_done(self, instance_id: uuid.UUID, reason: str) -> dict[str, Any]:
+        """The result of a check on demand that could not go ahead."""
+        return {"instance_id": str(instance_id), "status": "not_checked", "message": reason}
+
+
+def default_policy(settings: Settings) -> Policy:
+    """The damping policy from settings, for instances that do not override it."""
+    return Policy(settings.health_failures_before_offline, settings.health_successes_before_online)
 
 
 def prober(settings: Settings, known: MemoryKnownHosts) -> Callable[[InstanceSpec], Probe]:
@@ -183,31 +202,6 @@ def prober(settings: Settings, known: MemoryKnownHosts) -> Callable[[InstanceSpe
         )
 
     return make
-
-
-def write(
-    session: Session,
-    checked: Sequence[Checked],
-    known: MemoryKnownHosts,
-    holder: str,
-    ids: Sequence[uuid.UUID],
-) -> None:
-    """Results, newly trusted host keys, and the leases given back: one transaction."""
-    health_store.record_health(session, checked)
-    health_store.remember_host_keys(session, learned_keys(checked, known))
-    store.release_leases(session, [instance_lease(i) for i in ids], holder)
-
-
-def learned_keys(
-    checked: Sequence[Checked], known: MemoryKnownHosts
-) -> dict[uuid.UUID, tuple[str, str]]:
-    """Host keys trusted on first use in this batch, by instance."""
-    learned = {}
-    for c in checked:
-        if c.spec.connection_type == "ssh" and ssh_entry(c.spec) in known.learned:
-            entry = ssh_entry(c.spec)
-            learned[uuid.UUID(c.spec.id)] = (entry, known.learned[entry])
-    return learned
 
 
 def tally(checked: Sequence[Checked]) -> dict[str, Any]:

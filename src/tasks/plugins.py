@@ -13,6 +13,7 @@ import datetime as dt
 import uuid
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
 
@@ -38,6 +39,7 @@ from models.mcp import McpServer
 from models.plugins import INSTALLATION, MCP_SERVER, AgentInstallationHealth, plugin_lease
 from models.session import session_scope
 from models.store import plugins as plugin_store
+from tasks import sweep as sweep_core
 from tasks.common import (
     RETRY_ON_INFRASTRUCTURE,
     Progress,
@@ -45,18 +47,15 @@ from tasks.common import (
     as_uuid,
     as_uuids,
     batch_deadline_s,
-    counter,
-    lease_chunks,
     progress_of,
     quietly,
     resolver_for,
-    sweep_lease_s,
 )
+from tasks.sweep import Batch, Due, Sweep
 
 REFRESH_LEASE = "plugins.refresh"
 PluginType = Literal["installation", "mcp_server"]
 PLUGIN_TYPES: tuple[PluginType, ...] = (INSTALLATION, MCP_SERVER)
-PluginBatch = tuple[str, PluginType, list[uuid.UUID]]
 
 
 @shared_task(name="agent.plugins.refresh", bind=True, **RETRY_ON_INFRASTRUCTURE)
@@ -100,92 +99,108 @@ def as_plugin_type(value: object) -> PluginType:
 
 def run_refresh(settings: Settings, holder: str, progress: Progress = quietly) -> dict[str, Any]:
     """Lease due plugins to batches (one transaction), then send the batches."""
-    batches = plan_refresh(settings, holder)
-    if batches is None:
-        return {"dispatched": 0, "skipped": "another refresh ran within half an interval"}
-    sent = counter(progress, len(batches), "batches")
-    for task_id, kind, ids in batches:
-        check_batch.apply_async(
-            args=[kind, [str(i) for i in ids]], task_id=task_id, expires=settings.plugins_interval_s
-        )
-        sent()
-    counts = Counter(kind for _, kind, _ in batches)
-    return {
-        "dispatched": sum(len(ids) for _, _, ids in batches),
-        "batches": dict(counts),
-        "by_type": {kind: sum(len(i) for _, k, i in batches if k == kind) for kind in counts},
-        "batch_ids": [task_id for task_id, _, _ in batches],
-    }
+    return sweep_core.run_sweep(plugins_refresh(settings), holder, progress)
 
 
-def plan_refresh(settings: Settings, holder: str) -> list[PluginBatch] | None:
+def plan_refresh(settings: Settings, holder: str) -> list[Batch] | None:
     """The due plugins leased to batches, or None when another refresh ran just before."""
+    return sweep_core.plan(plugins_refresh(settings), holder)
+
+
+def plugins_refresh(settings: Settings) -> Sweep:
+    """The plugin refresh: due installations and MCP servers, batched by plugin type."""
+    interval_s = settings.plugins_interval_s
+    return Sweep(
+        lease=REFRESH_LEASE,
+        lease_s=interval_s * queries.DUE_AFTER_SHARE,
+        skipped="another refresh ran within half an interval",
+        due=lambda session: due_plugins(session, settings),
+        lease_of=plugin_lease,
+        batch_size=settings.plugins_batch_size,
+        batch_lease_s=interval_s + settings.task_time_limit_s,
+        task=check_batch,
+        expires_s=interval_s,
+        label="argument",
+        summary=sweep_core.by_type,
+    )
+
+
+def due_plugins(session: Session, settings: Settings) -> list[Due]:
+    """The installations, then the MCP servers, due a check (at most so many of each)."""
     interval, limit = settings.plugins_interval_s, settings.plugins_max_per_refresh
-    with session_scope() as session:
-        if not store.claim_leases(session, [REFRESH_LEASE], holder, sweep_lease_s(interval)):
-            return None
-        due: dict[PluginType, Sequence[uuid.UUID]] = {
-            INSTALLATION: queries.due_installations(session, interval, limit),
-            MCP_SERVER: queries.due_mcp_servers(session, interval, limit),
-        }
-        return [b for kind, ids in due.items() for b in lease_batches(session, kind, ids, settings)]
-
-
-def lease_batches(
-    session: Session, kind: PluginType, ids: Sequence[uuid.UUID], settings: Settings
-) -> list[PluginBatch]:
-    """Batches of `ids`, each leased to its future task id."""
-    ttl_s = settings.plugins_interval_s + settings.task_time_limit_s
-    size, lease_of = settings.plugins_batch_size, partial(plugin_lease, kind)
-    return [
-        (task_id, kind, chunk)
-        for task_id, chunk in lease_chunks(session, ids, size, ttl_s, lease_of)
-    ]
+    due = {
+        INSTALLATION: queries.due_installations(session, interval, limit),
+        MCP_SERVER: queries.due_mcp_servers(session, interval, limit),
+    }
+    return [(kind, kind, plugin_id) for kind, ids in due.items() for plugin_id in ids]
 
 
 def run_batch(
     settings: Settings, kind: PluginType, ids: Sequence[uuid.UUID], holder: str
 ) -> dict[str, Any]:
     """Check the plugins of `ids` this holder can lease, and write them in one go."""
-    with session_scope() as session:
-        specs, clock = take(session, kind, ids, holder, settings)
-    checked = check(settings, kind, specs, clock)
-    with session_scope() as session:
-        tools = write(session, kind, checked, holder, ids)
-    return {**tally(checked), **({"tools": tools} if tools else {})}
+    return sweep_core.run_batch(PluginJob(settings, kind), ids, holder, quietly)
 
 
 def check_now(
     settings: Settings, kind: PluginType, target: uuid.UUID, holder: str
 ) -> dict[str, Any]:
     """Check one plugin right away, unless it cannot be or a check of it is running."""
-    with session_scope() as session:
-        specs, clock = take(session, kind, [target], holder, settings)
-        refusal = specs[0].refusal() if specs and isinstance(specs[0], InstallationSpec) else None
-        if not specs or refusal:
-            store.release_leases(session, [plugin_lease(kind, target)], holder)
-    if not specs or refusal:
-        reason = refusal or "no such plugin, deleted, or a check of it is running"
-        return {"plugin_type": kind, "id": str(target), "status": "not_checked", "message": reason}
-    [checked] = check(settings, kind, specs, clock)
-    with session_scope() as session:
-        tools = write(session, kind, [checked], holder, [target])
-    summary = checked.summary()
-    return {**summary, "tools": tools[checked.plugin_id]} if tools else summary
+    return sweep_core.run_now(PluginJob(settings, kind), target, holder)
 
 
-def take(
-    session: Session, kind: PluginType, ids: Sequence[uuid.UUID], holder: str, settings: Settings
-) -> tuple[list[Any], Clock]:
-    """Lease `ids` to `holder` and load what their checks need (the caller's transaction).
+@dataclass(frozen=True)
+class Taken:
+    """What a batch's checks need: the specs and the database's clock."""
 
-    Also the database's clock, read once, by which the checks are dated.
-    """
-    clock = Clock.reading(queries.database_time(session))
-    names = [plugin_lease(kind, i) for i in ids]
-    held = store.claim_leases(session, names, holder, settings.task_time_limit_s + 60)
-    mine = [i for i in ids if plugin_lease(kind, i) in held]
-    return (specs_of(session, kind, mine, settings) if mine else []), clock
+    specs: list[Any]
+    clock: Clock
+
+
+class PluginJob:
+    """A batch of one plugin type's checks, written together (with MCP servers' tool lists)."""
+
+    def __init__(self, settings: Settings, kind: PluginType) -> None:
+        self.settings, self.kind = settings, kind
+        self.lease_s = settings.task_time_limit_s + 60
+        self.lease_of = partial(plugin_lease, kind)
+
+    def load(self, session: Session, ids: Sequence[uuid.UUID]) -> Taken:
+        """The specs of `ids`, and the database's clock, read once."""
+        clock = Clock.reading(queries.database_time(session))
+        return Taken(specs_of(session, self.kind, ids, self.settings) if ids else [], clock)
+
+    def refusal(self, taken: Taken) -> str | None:
+        """Why a check on demand cannot go ahead: no such plugin, or one that cannot be checked."""
+        if not taken.specs:
+            return "no such plugin, deleted, or a check of it is running"
+        spec = taken.specs[0]
+        return spec.refusal() if isinstance(spec, InstallationSpec) else None
+
+    def run(self, taken: Taken, _progress: Progress | None) -> list[PluginChecked]:
+        """Run the checks (no database, no transaction open), dated by the database's clock."""
+        return check(self.settings, self.kind, taken.specs, taken.clock)
+
+    def write(
+        self, _taken: Taken, checked: list[PluginChecked], holder: str, ids: Sequence[uuid.UUID]
+    ) -> dict[str, dict[str, int]]:
+        """Results and the leases given back: one transaction. Tool changes by server."""
+        with session_scope() as session:
+            return write(session, self.kind, checked, holder, ids)
+
+    def tally(self, checked: list[PluginChecked], tools: dict[str, Any]) -> dict[str, Any]:
+        """Counts for the task result, and the MCP servers' tool changes."""
+        return {**tally(checked), **({"tools": tools} if tools else {})}
+
+    def summary(self, checked: list[PluginChecked], tools: dict[str, Any]) -> dict[str, Any]:
+        """The one check's JSON summary, with its tool changes."""
+        summary = checked[0].summary()
+        return {**summary, "tools": tools[checked[0].plugin_id]} if tools else summary
+
+    def not_done(self, target: uuid.UUID, reason: str) -> dict[str, Any]:
+        """The result of a check on demand that could not go ahead."""
+        kind, status = self.kind, "not_checked"
+        return {"plugin_type": kind, "id": str(target), "status": status, "message": reason}
 
 
 def specs_of(

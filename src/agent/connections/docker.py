@@ -33,6 +33,7 @@ from agent.connections.address_policy import current, first_permitted
 from agent.connections.dockerwire import DockerAdapter
 from agent.connections.guarded import guard_adapter
 from agent.core.addresses import Family
+from agent.core.causes import causes
 from agent.core.credentials import PREFIXES, CredentialError
 from agent.core.results import ErrorClass, ProbeError
 
@@ -149,20 +150,6 @@ class Resolver(Protocol):
     def resolve(self, reference: str) -> str:
         """The secret a reference stands for."""
         ...
-
-
-class RecordingResolver:
-    """A resolver that remembers what it revealed, so the probe can scrub it."""
-
-    def __init__(self, inner: Resolver) -> None:
-        self._inner = inner
-        self.revealed: list[str] = []
-
-    def resolve(self, reference: str) -> str:
-        """The secret, remembered."""
-        value = self._inner.resolve(reference)
-        self.revealed.append(value)
-        return value
 
 
 def _pem(value: str, resolver: Resolver) -> str:
@@ -356,21 +343,6 @@ _RULES: tuple[tuple[Callable[[BaseException], bool], ErrorClass], ...] = (
         ErrorClass.PROTOCOL,
     ),
 )
-
-
-def causes(exc: BaseException) -> Iterator[BaseException]:
-    """`exc` and everything it wraps: causes, contexts, reasons, args, per-address errors."""
-    pending, seen = [exc], set()
-    while pending:
-        current = pending.pop(0)
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        inner = (current.__cause__, current.__context__, getattr(current, "reason", None))
-        per_address = getattr(current, "errors", None)  # paramiko's NoValidConnectionsError
-        nested = per_address.values() if isinstance(per_address, dict) else ()
-        pending += [x for x in (*inner, *current.args, *nested) if isinstance(x, BaseException)]
 
 
 def error_class(exc: BaseException) -> ErrorClass:

@@ -36,6 +36,7 @@ from agent.connections.kubeapi import (
     watch_sockets,
 )
 from agent.core.addresses import Family
+from agent.core.causes import causes
 from agent.core.credentials import PREFIXES, CredentialError, SecretResolver
 from agent.core.results import ErrorClass, ProbeError
 from agent.core.results import classify as classify_standard
@@ -367,20 +368,6 @@ def api_client_for(config: Config, resolver: SecretResolver, deadline: Deadline)
 # --- errors ------------------------------------------------------------------------------
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    """`exc` and everything it wraps: causes, contexts and urllib3's `reason`."""
-    pending: list[BaseException | None] = [exc]
-    seen: set[int] = set()
-    while pending:
-        link = pending.pop(0)
-        if link is None or id(link) in seen:
-            continue
-        seen.add(id(link))
-        yield link
-        pending += [getattr(link, "reason", None), link.__cause__, link.__context__]
-        pending = [p for p in pending if isinstance(p, BaseException)]
-
-
 def _class_of(link: BaseException) -> ErrorClass | None:
     if isinstance(link, ApiException):
         if link.status in (401, 403):
@@ -401,7 +388,7 @@ def _class_of(link: BaseException) -> ErrorClass | None:
 def explain(exc: BaseException) -> tuple[ErrorClass, BaseException]:
     """The error class of a client failure and the wrapped exception that shows it."""
     vague: tuple[ErrorClass, BaseException] | None = None
-    for link in _chain(exc):
+    for link in causes(exc):
         error_class = _class_of(link)
         if error_class is ErrorClass.UNREACHABLE:
             vague = vague or (error_class, link)

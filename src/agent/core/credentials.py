@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Sequence
+from typing import Protocol
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
@@ -92,6 +93,31 @@ class SecretResolver:
         if self._fernet is None:
             raise CredentialError("AGENT_SECRET_KEY is not set, so enc: secrets cannot be used")
         return self._fernet
+
+
+class Resolves(Protocol):
+    """Anything that turns a secret reference into its value (a resolver, or one wrapping it)."""
+
+    def resolve(self, reference: str) -> str:
+        """The secret a reference stands for."""
+        ...
+
+
+class RecordingResolver:
+    """A resolver that remembers every value it reveals, so that messages can be scrubbed.
+
+    The one way probes and discoverers track their secrets (`agent.probes.base.Template`).
+    """
+
+    def __init__(self, inner: Resolves, revealed: list[str] | None = None) -> None:
+        self._inner = inner
+        self.revealed = revealed if revealed is not None else []
+
+    def resolve(self, reference: str) -> str:
+        """The secret, remembered."""
+        value = self._inner.resolve(reference)
+        self.revealed.append(value)
+        return value
 
 
 def generate_key() -> str:

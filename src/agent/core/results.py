@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from agent.core.causes import causes
 from agent.core.credentials import CredentialError, UndecryptableSecret
 from agent.core.scrubbing import MAX_MESSAGE_CHARS, SCRUBBED, scrub_message
 from agent.core.validation import problems
@@ -159,11 +160,4 @@ def scrub(
 
 def undecryptable(exc: BaseException) -> bool:
     """Whether `exc`, or what it was raised from, is an `enc:` secret no key decrypts."""
-    seen: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in seen:
-        if isinstance(current, UndecryptableSecret):
-            return True
-        seen.append(current)
-        current = current.__cause__ or current.__context__
-    return False
+    return any(isinstance(link, UndecryptableSecret) for link in causes(exc))

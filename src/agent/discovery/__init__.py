@@ -8,14 +8,9 @@ their listening sockets (`discovery.systemd`), `kubernetes` lists workloads and 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from agent.connections.known_hosts import KnownHosts
-from agent.core.credentials import SecretResolver
 from agent.core.results import ErrorClass, ProbeError
 from agent.discovery.base import DiscoveredService, Discoverer, Discovery
-from agent.probes import from_instance
+from agent.probes import Factory
 
 MODULES = {
     "docker_api": "agent.discovery.docker",
@@ -44,16 +39,5 @@ class UnsupportedDiscoverer(Discoverer):
         )
 
 
-def discoverer_for(
-    connection_type: str | None,
-    host: str,
-    port: int | None,
-    connection_config: Mapping[str, Any],
-    resolver: SecretResolver,
-    timeout_s: float,
-    known_hosts: KnownHosts | None = None,
-) -> Discoverer:
-    """The discoverer for an instance of `connection_type`; SSH trusts `known_hosts`."""
-    args = (host, port, connection_config, resolver, timeout_s, known_hosts)
-    made = from_instance(Discoverer, MODULES, connection_type, *args)
-    return made if made is not None else UnsupportedDiscoverer(connection_type)
+discoverer_for = Factory[Discoverer](MODULES, UnsupportedDiscoverer)
+"""The discoverer of an instance of a connection type; SSH trusts the known host keys."""

@@ -9,16 +9,14 @@ Nothing here touches the database.
 
 from __future__ import annotations
 
-import math
 import re
-import time
-from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from abc import abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from agent.connections.deadline import deadline_scope
-from agent.core.results import SCRUBBED, ErrorClass, classify, scrub
+from agent.core.results import SCRUBBED, ErrorClass
+from agent.probes.base import Template
 
 RUNNING, DEGRADED, STOPPED, ERROR, UNKNOWN, MISSING = (
     "running",
@@ -104,53 +102,42 @@ class Discovery:
         }
 
 
-class Discoverer(ABC):
+class Discoverer(Template[Discovery]):
     """One kind of discovery; subclasses write `discover()` and may refine `classify()`."""
 
-    kind: ClassVar[str]
     types: ClassVar[frozenset[str]]
-    timeout_s: float = math.inf  # the deadline HTTP clients obey (`agent.connections.deadline`)
 
     @abstractmethod
     def discover(self) -> tuple[list[DiscoveredService], str]:
         """The services found and a note for the operator; raise on failure."""
 
-    def secrets(self) -> Iterable[str]:
-        """Secret values to scrub from every message."""
-        return ()
-
     def unread(self) -> tuple[tuple[str, str], ...]:
         """(type, name prefix) of services `discover()` could not read: none by default."""
         return ()
 
-    def classify(self, exc: BaseException) -> ErrorClass:
-        """The error class of a failure."""
-        return classify(exc)
+    def attempt(self) -> tuple[list[DiscoveredService], str]:
+        """The discovery."""
+        return self.discover()
 
-    def run(self) -> Discovery:
-        """Run `discover()`; never raises (but lets KeyboardInterrupt through)."""
-        started = time.perf_counter()
-        try:
-            with deadline_scope(self.timeout_s):
-                services, note = self.discover()
-        except Exception as exc:  # a host that is down is an outcome, not an exception
-            return Discovery(
-                self.kind,
-                self.types,
-                error_class=self.classify(exc),
-                message=scrub(str(exc) or type(exc).__name__, self.secrets()),
-                duration_ms=_elapsed_ms(started),
-            )
-        unique = {(s.name[:NAME_LIMIT], s.type): s for s in services}  # the table's unique key
+    def succeeded(self, seen: tuple[list[DiscoveredService], str], elapsed_ms: float) -> Discovery:
+        """The services found, one per name and type (the table's unique key)."""
+        services, note = seen
+        unique = {(s.name[:NAME_LIMIT], s.type): s for s in services}
         return Discovery(
             self.kind,
             self.types,
             tuple(unique.values()),
-            message=scrub(note, self.secrets()),
-            duration_ms=_elapsed_ms(started),
+            message=self.scrubbed(note),
+            duration_ms=elapsed_ms,
             unread=self.unread(),
         )
 
-
-def _elapsed_ms(started: float) -> float:
-    return (time.perf_counter() - started) * 1000.0
+    def failed(self, exc: BaseException, elapsed_ms: float) -> Discovery:
+        """A discovery that found nothing, and why: reconciliation then changes nothing."""
+        return Discovery(
+            self.kind,
+            self.types,
+            error_class=self.classify(exc),
+            message=self.scrubbed(str(exc) or type(exc).__name__),
+            duration_ms=elapsed_ms,
+        )

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Self
 
 import docker
 import httpx
@@ -42,6 +42,7 @@ from agent.discovery.base import (
     Discoverer,
     scrub_labels,
 )
+from agent.probes.base import Target
 
 TYPE = "docker_container"
 HEALTH_URL_LABEL = "org.infra-agent.health-url"
@@ -151,8 +152,14 @@ class DockerDiscoverer(Discoverer):
 
     def __init__(self, raw: Mapping[str, Any], resolver: SecretResolver, timeout_s: float):
         self._raw = raw
-        self._resolver = engine_api.RecordingResolver(resolver)
+        self._resolver = self.tracking(resolver)
         self.timeout_s = timeout_s
+
+    @classmethod
+    def of(cls, target: Target) -> Self:
+        """The discoverer of one `docker_api` instance."""
+        raw = {"host": target.host, "port": target.port, **target.connection_config}
+        return cls(raw, target.resolver, target.timeout_s)
 
     def discover(self) -> tuple[list[DiscoveredService], str]:
         """Every container, whatever its state."""
@@ -174,21 +181,9 @@ class DockerDiscoverer(Discoverer):
         services = [service_of(e, health.get(e.get("Id", "")), host) for e in listed]
         return services, f"{len(services)} containers"
 
-    def secrets(self) -> Iterable[str]:
-        """The TLS material resolved for this discovery."""
-        return tuple(self._resolver.revealed)
-
     def classify(self, exc: BaseException) -> ErrorClass:
         """Docker SDK failures by their cause, like the probe."""
         return engine_api.error_class(exc)
 
 
-def from_instance(
-    host: str,
-    port: int | None,
-    connection_config: Mapping[str, Any],
-    resolver: SecretResolver,
-    timeout_s: float,
-) -> DockerDiscoverer:
-    """The discoverer of one `docker_api` instance."""
-    return DockerDiscoverer({"host": host, "port": port, **connection_config}, resolver, timeout_s)
+from_instance = DockerDiscoverer.from_instance

@@ -25,10 +25,10 @@ fail (`auth`). Lists are bounded like the probe's (`agent.connections.kubeapi`).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Self
 
 from kubernetes.client import ApiClient
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -46,6 +46,7 @@ from agent.discovery.base import (
     Discoverer,
     scrub_labels,
 )
+from agent.probes.base import Target
 
 # kind: (service type, the resource's plural in the API)
 WORKLOADS = {
@@ -225,8 +226,13 @@ class KubernetesDiscoverer(Discoverer):
         self._raw = (host, port, connection_config)
         self._resolver = resolver
         self.timeout_s = timeout_s
-        self._secrets: tuple[str, ...] = ()
         self._unread: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, target: Target) -> Self:
+        """The discoverer of one `kubernetes` instance."""
+        t = target
+        return cls(t.host, t.port, t.connection_config, t.resolver, t.timeout_s)
 
     def discover(self) -> tuple[list[DiscoveredService], str]:
         """Every workload and Service in the wanted namespaces that the credentials may list."""
@@ -234,7 +240,7 @@ class KubernetesDiscoverer(Discoverer):
         options = parse_config(Options, self._raw[2] or {})
         deadline = kubeapi.Deadline(self.timeout_s)
         with kube.api_client_for(config, self._resolver, deadline) as api:
-            self._secrets = api.secrets
+            self.revealed.extend(api.secrets)
             found, forbidden = self._read(
                 api, list(reads(options.namespaces)), deadline, config.limits
             )
@@ -262,10 +268,6 @@ class KubernetesDiscoverer(Discoverer):
         self._unread = tuple(unread)
         return found, forbidden
 
-    def secrets(self) -> Iterable[str]:
-        """The token and client key resolved for this discovery."""
-        return self._secrets
-
     def unread(self) -> tuple[tuple[str, str], ...]:
         """(type, name prefix) of the services a forbidden List left unread."""
         return self._unread
@@ -275,12 +277,4 @@ class KubernetesDiscoverer(Discoverer):
         return kube.explain(exc)[0]
 
 
-def from_instance(
-    host: str,
-    port: int | None,
-    connection_config: Mapping[str, Any],
-    resolver: SecretResolver,
-    timeout_s: float,
-) -> KubernetesDiscoverer:
-    """The discoverer of one `kubernetes` instance."""
-    return KubernetesDiscoverer(host, port, connection_config, resolver, timeout_s)
+from_instance = KubernetesDiscoverer.from_instance

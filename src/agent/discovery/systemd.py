@@ -26,11 +26,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Self
 
-from agent.connections.known_hosts import KnownHosts
-from agent.connections.sshpool import TransportPool
-from agent.core.credentials import SecretResolver
 from agent.core.results import ErrorClass, ProbeError
 from agent.discovery.base import (
     ANY_ADDRESS,
@@ -42,6 +39,7 @@ from agent.discovery.base import (
     Discoverer,
 )
 from agent.probes import ssh
+from agent.probes.base import Target
 
 TYPE = "systemd_service"
 MARK = "@@agent-discovery:"
@@ -205,6 +203,11 @@ class SystemdDiscoverer(Discoverer):
         self._probe = probe
         self._host = host
 
+    @classmethod
+    def of(cls, target: Target) -> Self:
+        """The discoverer of one `ssh` instance, with the probe's known hosts and pool rules."""
+        return cls(ssh.SshProbe.of(target), target.host)
+
     def discover(self) -> tuple[list[DiscoveredService], str]:
         """Run the fixed discovery command and parse what it printed."""
         output = self._probe.execute(DISCOVERY_COMMAND, MAX_OUTPUT_BYTES)
@@ -221,18 +224,4 @@ class SystemdDiscoverer(Discoverer):
         return self._probe.classify(exc)
 
 
-def from_instance(
-    host: str,
-    port: int | None,
-    connection_config: Mapping[str, Any],
-    resolver: SecretResolver,
-    timeout_s: float,
-    *,
-    known_hosts: KnownHosts | None = None,
-    pool: TransportPool | None = None,
-) -> SystemdDiscoverer:
-    """The discoverer of one `ssh` instance, with the probe's known hosts and pool rules."""
-    probe = ssh.from_instance(
-        host, port, connection_config, resolver, timeout_s, known_hosts=known_hosts, pool=pool
-    )
-    return SystemdDiscoverer(probe, host)
+from_instance = SystemdDiscoverer.from_instance

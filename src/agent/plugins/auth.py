@@ -34,7 +34,7 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.connections.capped import too_large
-from agent.core.credentials import PREFIXES, SecretResolver
+from agent.core.credentials import PREFIXES, Resolves
 from agent.core.results import ErrorClass, ProbeError, parse_config
 from agent.plugins.client import Pool
 from agent.probes.aiohttp_errors import translated
@@ -125,7 +125,7 @@ async def authenticate(
     auth_type: str | None,
     raw_config: Mapping[str, Any],
     credentials: Mapping[str, Any],
-    resolver: SecretResolver,
+    resolver: Resolves,
     pool: Pool,
     tokens: TokenCache = shared_tokens,
 ) -> Authenticated:
@@ -151,7 +151,7 @@ async def authenticate(
 class _Secrets:
     """Looks up credential fields, resolving references; names missing fields clearly."""
 
-    def __init__(self, fields: Mapping[str, Any], resolver: SecretResolver) -> None:
+    def __init__(self, fields: Mapping[str, Any], resolver: Resolves) -> None:
         self._fields = fields
         self._resolver = resolver
 

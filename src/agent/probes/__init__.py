@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from importlib import import_module
-from typing import Any, TypeVar, cast
+from typing import Any, Generic, TypeVar
 
 from agent.connections.known_hosts import KnownHosts
 from agent.core.credentials import SecretResolver
 from agent.core.results import ErrorClass, Observation, ProbeError, ProbeResult
 from agent.probes.base import InstanceFacts, Probe
 
-_Made = TypeVar("_Made")
+Made = TypeVar("Made")
 
 MODULES = {
     "ssh": "agent.probes.ssh",
@@ -51,50 +52,38 @@ class UnsupportedProbe(Probe):
         )
 
 
-def probe_for(
-    connection_type: str | None,
-    host: str,
-    port: int | None,
-    connection_config: Mapping[str, Any],
-    resolver: SecretResolver,
-    timeout_s: float,
-    known_hosts: KnownHosts | None = None,
-) -> Probe:
-    """The probe that checks an instance of `connection_type`; SSH trusts `known_hosts`."""
-    args = (host, port, connection_config, resolver, timeout_s, known_hosts)
-    made = from_instance(Probe, MODULES, connection_type, *args)
-    return made if made is not None else UnsupportedProbe(connection_type)
+@dataclass(frozen=True)
+class Factory(Generic[Made]):
+    """Makes what checks (or discovers) an instance, by its `connection_type`: one module a type.
 
-
-def from_instance(
-    made: Callable[..., _Made],
-    modules: Mapping[str, str],
-    connection_type: str | None,
-    host: str,
-    port: int | None,
-    connection_config: Mapping[str, Any],
-    resolver: SecretResolver,
-    timeout_s: float,
-    known_hosts: KnownHosts | None,
-) -> _Made | None:
-    """What `from_instance` of the module `modules` names for `connection_type` makes.
-
-    None for a type `modules` does not name. Only SSH takes the known host keys. Every module
-    a family names makes its `made` class (a `made` subclass), which the import hides from
-    the type checker: hence the cast.
+    Each module's `from_instance` is `Template.from_instance`, so every type takes the same
+    arguments; only SSH reads the known host keys. A type `modules` does not name gets
+    `unsupported`, whose outcome says so.
     """
-    name = modules.get(connection_type or "")
-    if name is None:
-        return None
-    module = import_module(name)
-    if connection_type == "ssh":
-        return cast(
-            _Made,
-            module.from_instance(
-                host, port, connection_config, resolver, timeout_s, known_hosts=known_hosts
-            ),
-        )
-    return cast(_Made, module.from_instance(host, port, connection_config, resolver, timeout_s))
+
+    modules: Mapping[str, str]
+    unsupported: Callable[[str | None], Made]
+
+    def __call__(
+        self,
+        connection_type: str | None,
+        host: str,
+        port: int | None,
+        connection_config: Mapping[str, Any],
+        resolver: SecretResolver,
+        timeout_s: float,
+        known_hosts: KnownHosts | None = None,
+    ) -> Made:
+        """What checks an instance of `connection_type`; SSH trusts `known_hosts`."""
+        name = self.modules.get(connection_type or "")
+        if name is None:
+            return self.unsupported(connection_type)
+        make = import_module(name).from_instance
+        return make(host, port, connection_config, resolver, timeout_s, known_hosts=known_hosts)
+
+
+probe_for = Factory[Probe](MODULES, UnsupportedProbe)
+"""The probe that checks an instance of a connection type."""
 
 
 def validate(

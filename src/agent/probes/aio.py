@@ -122,8 +122,12 @@ async def run_async(probe: Probe) -> ProbeResult:
         with deadline_scope(probe.timeout_s) as deadline:
             seen = await within(deadline, probe.acheck(), probe.timeout_s)  # type: ignore[attr-defined]
     except Exception as exc:  # a probe's failure is a result, never an exception
-        return probe._failure(exc, started)
-    return probe._success(seen, started)
+        return probe.failed(exc, _elapsed_ms(started))
+    return probe.succeeded(seen, _elapsed_ms(started))
+
+
+def _elapsed_ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0
 
 
 async def within(deadline: float, awaitable: Awaitable[_Result], timeout_s: float) -> _Result:

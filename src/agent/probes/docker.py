@@ -53,7 +53,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, Self
 
 import docker
 import httpx
@@ -66,7 +66,6 @@ from agent.connections.docker import (
     HEALTHS,
     STATES,
     Config,
-    RecordingResolver,
     Resolver,
     check_socket,
     client_for,
@@ -74,9 +73,8 @@ from agent.connections.docker import (
     explain,
 )
 from agent.connections.docker import SECRET_FIELDS as SECRET_FIELDS
-from agent.core.credentials import SecretResolver
 from agent.core.results import ErrorClass, Observation, ProbeError, Status, parse_config
-from agent.probes.base import InstanceFacts, Probe, clip, resources
+from agent.probes.base import InstanceFacts, Probe, Target, clip, resources
 
 CAN_CONNECT = "docker.can_connect"
 CONTAINERS_HEALTHY = "docker.containers_healthy"
@@ -146,7 +144,13 @@ class DockerProbe(Probe):
     def __init__(self, raw: Mapping[str, Any], resolver: Resolver, timeout_s: float) -> None:
         super().__init__(timeout_s)
         self._raw = raw
-        self._resolver = RecordingResolver(resolver)
+        self._resolver = self.tracking(resolver)
+
+    @classmethod
+    def of(cls, target: Target) -> Self:
+        """The Docker probe of one instance."""
+        raw = {"host": target.host, "port": target.port, **target.connection_config}
+        return cls(raw, target.resolver, target.timeout_s)
 
     def config(self) -> Config:
         """The validated connection settings; a CONFIG ProbeError that never echoes a value."""
@@ -158,7 +162,7 @@ class DockerProbe(Probe):
 
     def check(self) -> Observation:
         """Ask the engine about itself and its containers."""
-        self._resolver.revealed.clear()
+        self.revealed.clear()
         config = self.config()
         check_socket(config, self.timeout_s)
         try:
@@ -183,10 +187,6 @@ class DockerProbe(Probe):
             by_health = count_health(api, by_state["running"])
         return facts | {"containers_by_state": by_state, "containers_by_health": by_health}
 
-    def secrets(self) -> Iterable[str]:
-        """The TLS material resolved for this check."""
-        return tuple(self._resolver.revealed)
-
     def classify(self, exc: BaseException) -> ErrorClass:
         """Configuration and credential errors are CONFIG; docker SDK errors by their cause."""
         return error_class(exc)
@@ -202,12 +202,4 @@ def instance_facts(facts: Mapping[str, Any]) -> InstanceFacts:
     )
 
 
-def from_instance(
-    host: str,
-    port: int | None,
-    connection_config: Mapping[str, Any],
-    resolver: SecretResolver,
-    timeout_s: float,
-) -> DockerProbe:
-    """The Docker probe for one instance; a bad config becomes a CONFIG result when run."""
-    return DockerProbe({"host": host, "port": port, **connection_config}, resolver, timeout_s)
+from_instance = DockerProbe.from_instance

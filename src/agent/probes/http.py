@@ -37,9 +37,9 @@ import contextvars
 import os
 import ssl
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import aiohttp
 from cryptography import x509
@@ -48,6 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from agent.connections.address_policy import current
 from agent.connections.guarded import GuardedConnector
 from agent.core.addresses import Family
+from agent.core.causes import causes
 from agent.core.credentials import CredentialError, SecretResolver
 from agent.core.results import (
     ErrorClass,
@@ -59,7 +60,7 @@ from agent.core.results import (
 )
 from agent.probes.aio import process_loop, run_on_loop, run_probe
 from agent.probes.aiohttp_errors import aiohttp_class, translated
-from agent.probes.base import Probe
+from agent.probes.base import Probe, Target
 
 _SEVERITY = (Status.OK, Status.WARNING, Status.CRITICAL)
 _PHASES = {
@@ -189,8 +190,12 @@ class HttpProbe(Probe):
     def __init__(self, raw: Mapping[str, Any], resolver: SecretResolver, timeout_s: float) -> None:
         super().__init__(timeout_s)
         self._raw = raw
-        self._resolver = resolver
-        self._secrets: list[str] = []
+        self._resolver = self.tracking(resolver)
+
+    @classmethod
+    def of(cls, target: Target) -> Self:
+        """The HTTP probe of one instance."""
+        return cls(target.raw(), target.resolver, target.timeout_s)
 
     def config(self) -> Config:
         """The validated connection settings; a CONFIG ProbeError that never echoes a value."""
@@ -220,10 +225,6 @@ class HttpProbe(Probe):
             facts.update(certificate_facts(timings.peer_certificate, datetime.now(UTC)))
         return observe(config, status_code, facts)
 
-    def secrets(self) -> list[str]:
-        """The resolved bearer token, once resolved."""
-        return list(self._secrets)
-
     def classify(self, exc: BaseException) -> ErrorClass:
         """The error class of a failure, from aiohttp's class or the innermost known cause."""
         if isinstance(exc, ProbeError):
@@ -233,7 +234,7 @@ class HttpProbe(Probe):
         found = aiohttp_class(exc)
         if found is not None:
             return found
-        for cause in _causes(exc):
+        for cause in reversed(list(causes(exc, suppressed=False))):  # innermost first
             found = super().classify(cause)
             if found is not ErrorClass.INTERNAL:
                 return found
@@ -243,7 +244,6 @@ class HttpProbe(Probe):
         headers = {"User-Agent": "infra-agent", **config.headers}
         if config.bearer_token is not None:
             token = self._resolver.resolve(config.bearer_token)
-            self._secrets.append(token)
             if _HEADER_BREAKERS.intersection(token):
                 raise ProbeError(
                     ErrorClass.CONFIG, "bearer_token holds characters a header cannot carry"
@@ -346,31 +346,4 @@ def _tls_context(config: Config) -> ssl.SSLContext | bool:
         raise ProbeError(ErrorClass.CONFIG, f"ca_bundle cannot be read: {exc.strerror}") from None
 
 
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """The exception and what caused it, innermost first (httpcore wraps its cause in args)."""
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = current.__cause__ or _implicit_cause(current)
-    return reversed(chain)
-
-
-def _implicit_cause(exc: BaseException) -> BaseException | None:
-    if not exc.__suppress_context__ and exc.__context__ is not None:
-        return exc.__context__
-    return next((arg for arg in exc.args if isinstance(arg, BaseException)), None)
-
-
-def from_instance(
-    host: str,
-    port: int | None,
-    connection_config: Mapping[str, Any],
-    resolver: SecretResolver,
-    timeout_s: float,
-) -> HttpProbe:
-    """The HTTP probe for one instance; a bad config becomes a CONFIG result when run."""
-    raw = {"host": host, **connection_config}
-    if port is not None:
-        raw.setdefault("port", port)
-    return HttpProbe(raw, resolver, timeout_s)
+from_instance = HttpProbe.from_instance

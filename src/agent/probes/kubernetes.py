@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Self
 
 from kubernetes.client import ApiClient
 from kubernetes.utils import parse_quantity
@@ -48,7 +48,7 @@ from agent.connections.kubernetes import (
 )
 from agent.core.credentials import SecretResolver
 from agent.core.results import ErrorClass, Observation, ProbeError, Status
-from agent.probes.base import InstanceFacts, Probe, clip, resources
+from agent.probes.base import InstanceFacts, Probe, Target, clip, resources
 
 KIND = "kubernetes"
 CHECK_API = "kubernetes.api_ready"
@@ -335,15 +335,16 @@ class KubernetesProbe(Probe):
         self.port = port
         self.connection_config = connection_config
         self.resolver = resolver
-        self._secrets: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, target: Target) -> Self:
+        """The probe of one `kubernetes` instance."""
+        t = target
+        return cls(t.host, t.port, t.connection_config, t.resolver, t.timeout_s)
 
     def config(self) -> Config:
         """The validated connection settings; a CONFIG ProbeError that never echoes a value."""
         return parse_config(self.host, self.port, self.connection_config)
-
-    def secrets(self) -> Iterable[str]:
-        """The token and client key this probe resolved, once it has."""
-        return self._secrets
 
     def api_client(self, config: Config, deadline: Deadline) -> KubeApiClient:
         """The client this probe talks through; override to swap it."""
@@ -354,7 +355,7 @@ class KubernetesProbe(Probe):
         config = self.config()
         deadline = Deadline(self.timeout_s)
         with self.api_client(config, deadline) as api:
-            self._secrets = api.secrets
+            self.revealed.extend(api.secrets)
             ready = readiness(api, deadline)
             try:
                 seen = survey(api, deadline, config.limits, ready)
@@ -375,12 +376,4 @@ def instance_facts(facts: Mapping[str, Any]) -> InstanceFacts:
     )
 
 
-def from_instance(
-    host: str,
-    port: int | None,
-    connection_config: Mapping[str, Any],
-    resolver: SecretResolver,
-    timeout_s: float,
-) -> Probe:
-    """The probe of one `infrastructure_instances` row of connection type kubernetes."""
-    return KubernetesProbe(host, port, connection_config, resolver, timeout_s)
+from_instance = KubernetesProbe.from_instance

@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import paramiko
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -48,7 +48,7 @@ from agent.connections.known_hosts import (
 from agent.connections.sshpool import TransportPool, default_pool
 from agent.core.credentials import SecretResolver
 from agent.core.results import ErrorClass, Observation, ProbeError, Status, parse_config
-from agent.probes.base import InstanceFacts, Probe, clip, resources
+from agent.probes.base import InstanceFacts, Probe, Target, clip, resources
 from agent.probes.tcp import open_socket
 
 MAX_OUTPUT_BYTES = 256 * 1024
@@ -419,10 +419,20 @@ class SshProbe(Probe):
     ) -> None:
         super().__init__(timeout_s)
         self._raw = raw
-        self._resolver = resolver
+        self._resolver = self.tracking(resolver)
         self._known_hosts = known_hosts
         self._pool = pool
-        self._secrets: list[str] = []
+
+    @classmethod
+    def of(cls, target: Target) -> Self:
+        """The SSH probe of one instance.
+
+        Known hosts default to the store set by `use_known_hosts` (else one in this process's
+        memory), the pool to the process's shared transport cache.
+        """
+        known = _default_known_hosts if target.known_hosts is None else target.known_hosts
+        pool = default_pool if target.pool is None else target.pool
+        return cls(target.raw(), target.resolver, target.timeout_s, known, pool)
 
     def config(self) -> Config:
         """The validated connection settings; a CONFIG ProbeError that never echoes a value."""
@@ -456,10 +466,6 @@ class SshProbe(Probe):
                 return output
         raise ProbeError(ErrorClass.PROTOCOL, "cached SSH connections kept failing")
 
-    def secrets(self) -> list[str]:
-        """The resolved password, passphrase and key text, once resolved."""
-        return list(self._secrets)
-
     def classify(self, exc: BaseException) -> ErrorClass:
         """Paramiko's failures in the probe's vocabulary."""
         if isinstance(exc, paramiko.BadHostKeyException):
@@ -492,9 +498,7 @@ class SshProbe(Probe):
     def _reveal(self, reference: str | None) -> str | None:
         if reference is None:
             return None
-        value = self._resolver.resolve(reference)
-        self._secrets.append(value)
-        return value
+        return self._resolver.resolve(reference)
 
     def _attempt(
         self,
@@ -606,26 +610,7 @@ def instance_facts(facts: Mapping[str, Any]) -> InstanceFacts:
     )
 
 
-def from_instance(
-    host: str,
-    port: int | None,
-    connection_config: Mapping[str, Any],
-    resolver: SecretResolver,
-    timeout_s: float,
-    *,
-    known_hosts: KnownHosts | None = None,
-    pool: TransportPool | None = None,
-) -> SshProbe:
-    """The SSH probe for one instance; a bad config becomes a CONFIG result when run.
-
-    `known_hosts` defaults to the store set by `use_known_hosts` (else one in this process's
-    memory), `pool` to the process's shared transport cache.
-    """
-    raw = {"host": host, **connection_config}
-    if port is not None:
-        raw.setdefault("port", port)
-    store = _default_known_hosts if known_hosts is None else known_hosts
-    return SshProbe(raw, resolver, timeout_s, store, default_pool if pool is None else pool)
+from_instance = SshProbe.from_instance
 
 
 def use_known_hosts(store: KnownHosts) -> None:

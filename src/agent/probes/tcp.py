@@ -22,14 +22,13 @@ import asyncio
 import socket
 import time
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.connections import address_policy
 from agent.connections.deadline import remaining_s
 from agent.core.addresses import Family
-from agent.core.credentials import SecretResolver
 from agent.core.results import (
     ErrorClass,
     Observation,
@@ -39,7 +38,7 @@ from agent.core.results import (
     parse_config,
 )
 from agent.probes.aio import run_on_loop, run_probe
-from agent.probes.base import Probe
+from agent.probes.base import Probe, Target
 
 MAX_BANNER_BYTES = 1024
 _Model = TypeVar("_Model", bound=BaseModel)
@@ -126,6 +125,11 @@ class TcpProbe(Probe):
         """The validated connection settings; a CONFIG ProbeError that never echoes a value."""
         return parse_config(Config, self._raw)
 
+    @classmethod
+    def of(cls, target: Target) -> Self:
+        """The TCP probe of one instance."""
+        return cls(target.raw(), target.timeout_s)
+
     def run(self) -> ProbeResult:
         """The check's result, from any thread but the loop's (which awaits `run_probe`)."""
         return run_on_loop(run_probe(self))
@@ -152,15 +156,4 @@ def _ms_since(started: float) -> float:
     return round((time.perf_counter() - started) * 1000.0, 3)
 
 
-def from_instance(
-    host: str,
-    port: int | None,
-    connection_config: Mapping[str, Any],
-    resolver: SecretResolver,
-    timeout_s: float,
-) -> TcpProbe:
-    """The TCP probe for one instance; a bad config becomes a CONFIG result when run."""
-    raw = {"host": host, **connection_config}
-    if port is not None:
-        raw.setdefault("port", port)
-    return TcpProbe(raw, timeout_s)
+from_instance = TcpProbe.from_instance
