@@ -526,17 +526,11 @@ def from_instance(
 ) -> SshProbe:
     """The SSH probe for one instance; a bad config becomes a CONFIG result when run.
 
-    `known_hosts` defaults to the store set by `use_known_hosts` (else one in this process's
-    memory), `pool` to the process's shared transport cache.
+    `known_hosts` defaults to one in this process's memory, `pool` to the process's shared
+    transport cache.
     """
     raw = {"host": host, **connection_config}
     if port is not None:
         raw.setdefault("port", port)
     store = _default_known_hosts if known_hosts is None else known_hosts
     return SshProbe(raw, resolver, timeout_s, store, default_pool if pool is None else pool)
-
-
-def use_known_hosts(store: KnownHosts) -> None:
-    """Make `store` the one probes use when given none: call once per worker, at start-up."""
-    global _default_known_hosts
-    _default_known_hosts = store
