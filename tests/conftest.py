@@ -7,29 +7,27 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import psycopg
 import pytest
 from celery import Celery
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from hypothesis.configuration import set_hypothesis_home_dir
 from sqlalchemy import create_engine
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from agent.cli import migrate
 from agent.core.settings import get_settings
 from models import session as db
-from tests.support import LOOPBACK_ALLOWED
+from tests.support.databases import admin, new_database
+from tests.support.network import LOOPBACK_ALLOWED
 
 pytest_plugins = [
     "tests.fixtures.sshd",
     "tests.fixtures.podman",
     "tests.fixtures.kube",
-    "tests.fixtures.instances",
+    "tests.fixtures.rows",
     "tests.fixtures.discovery",
     "tests.fixtures.plugin_servers",
     "tests.fixtures.timescaledb",
@@ -113,23 +111,6 @@ def postgres_server_url(request: pytest.FixtureRequest) -> str:
     return SERVER_URL or request.getfixturevalue("embedded_postgres_url")
 
 
-def _admin(url: str, sql: str) -> None:
-    plain = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(plain, autocommit=True) as conn:
-        conn.execute(sql)
-
-
-@contextmanager
-def new_database(server_url: str, prefix: str) -> Iterator[str]:
-    """A new, empty database on `server_url`, dropped on the way out."""
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    _admin(server_url, f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        _admin(server_url, f'DROP DATABASE "{name}" WITH (FORCE)')
-
-
 @pytest.fixture(params=SCHEMA_SERVERS)
 def empty_database_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A new, empty database on each test server in turn, dropped after the test."""
@@ -165,7 +146,7 @@ def database_url(postgres_server_url: str) -> Iterator[str]:
 def forget_recorded_keys(request: pytest.FixtureRequest) -> None:
     """Each test's workers record their own AGENT_SECRET_KEY (tests make a key each)."""
     if "database_url" in request.fixturenames:
-        _admin(request.getfixturevalue("database_url"), "DELETE FROM agent_keys")
+        admin(request.getfixturevalue("database_url"), "DELETE FROM agent_keys")
 
 
 @pytest.fixture

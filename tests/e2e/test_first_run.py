@@ -19,8 +19,8 @@ import httpx
 import psycopg
 import pytest
 
-from tests.e2e.processes import agent_env, interrupt, kill_group, start, wait_until
-from tests.support import missing_component
+from tests.support.components import missing_component
+from tests.support.processes import agent_env, interrupt, kill_group, start, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 

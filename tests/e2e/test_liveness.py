@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.e2e.processes import BIN, agent_env, wait_until
-from tests.e2e.workers import listening_ports, private_redis, running_worker
+from tests.support.processes import BIN, agent_env, wait_until
+from tests.support.workers import listening_ports, private_redis, running_worker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 

@@ -8,8 +8,8 @@ import pytest
 
 import beat_schedule
 from agent.core.settings import Settings
-from tests.e2e.processes import BIN, agent_env, interrupt, kill_group, start, wait_until
-from tests.support import free_port
+from tests.support.network import free_port
+from tests.support.processes import BIN, agent_env, interrupt, kill_group, start, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 

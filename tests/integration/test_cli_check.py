@@ -3,7 +3,7 @@ import subprocess
 
 import pytest
 
-from tests.e2e.processes import BIN
+from tests.support.processes import BIN
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from agent.connections.sshpool import TransportPool, clear_default_pool
 from agent.core.credentials import SecretResolver, generate_key
 from agent.core.results import ErrorClass, Status
 from agent.probes import probe_for, ssh
-from tests.fixtures.sshd import SshServer, public_key_line
+from tests.support.sshd import SshServer, public_key_line
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
