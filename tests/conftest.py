@@ -51,9 +51,18 @@ set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "infra-agent-hypothesis")
 NATIVE_ONLY_FIXTURES = {"native", "native_backend"}
 
 
+# A test's folder is its tier: `-m integration`, `-m e2e` and `-m faults` select by folder
+# (a test may add another tier's marker, e.g. a fault test that runs the agent's processes).
+TIERS = {"integration", "e2e", "faults"}
+TESTS = Path(__file__).parent
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark the tests that only mean something on natively partitioned time series."""
+    """Mark each test with its folder's tier, and the ones only natively partitioned."""
     for item in items:
+        tier = item.path.relative_to(TESTS).parts[0] if item.path.is_relative_to(TESTS) else ""
+        if tier in TIERS:
+            item.add_marker(tier)
         if NATIVE_ONLY_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.native_partitions)
 

@@ -27,7 +27,7 @@ from tests.support.processes import wait_until
 from tests.support.rows import installed_service, nothing_else_due, tcp_instance
 from tests.support.workers import private_redis, running_worker
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+pytestmark = pytest.mark.timeout(240)
 
 INTERVAL_S = 60
 TIMEOUT_S = 60

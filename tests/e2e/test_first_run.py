@@ -22,7 +22,7 @@ import pytest
 from tests.support.components import missing_component
 from tests.support.processes import agent_env, interrupt, kill_group, start, wait_until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+pytestmark = pytest.mark.timeout(600)
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()

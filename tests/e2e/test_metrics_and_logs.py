@@ -11,7 +11,7 @@ from tests.support.processes import wait_until
 from tests.support.rows import add_sessions
 from tests.support.workers import listening_ports, private_redis, running_worker
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+pytestmark = pytest.mark.timeout(240)
 
 WORKER_KEY = generate_key()
 CANARY = "canary-pass-5521"

@@ -17,7 +17,7 @@ import pytest
 from tests.support.stack import Database, Listener, made, report
 from tests.support.workers import running_worker
 
-pytestmark = [pytest.mark.faults, pytest.mark.e2e]
+pytestmark = pytest.mark.e2e
 
 INSTANCES = 10_000
 TARGETS = 4

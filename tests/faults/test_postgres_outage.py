@@ -23,7 +23,7 @@ from tests.support.servers import PostgresServer
 from tests.support.stack import FAST_REDELIVERY, Database, Listener, made, report
 from tests.support.workers import running_worker
 
-pytestmark = [pytest.mark.faults, pytest.mark.e2e]
+pytestmark = pytest.mark.e2e
 
 INSTANCES = 10
 BLOCKED_AUDIT_INSERT = (

@@ -35,7 +35,7 @@ from tests.support.broker import redis_client
 from tests.support.processes import wait_until
 from tests.support.workers import private_redis
 
-pytestmark = [pytest.mark.faults, pytest.mark.e2e]
+pytestmark = pytest.mark.e2e
 
 LEASE_TTL_S = 6.0
 TICK_S = LEASE_TTL_S / TICKS_PER_TTL

@@ -30,7 +30,7 @@ from tests.support.stack import (
 )
 from tests.support.workers import process_tree, running_worker
 
-pytestmark = [pytest.mark.faults, pytest.mark.e2e]
+pytestmark = pytest.mark.e2e
 
 INGEST_ROWS = 120_000
 BATCH_INSTANCES = 6

@@ -19,8 +19,6 @@ from models.adoption import AdoptionError
 from tests.support import seeds
 from tests.support.databases import new_database
 
-pytestmark = pytest.mark.integration
-
 DATA = Path(__file__).parents[1] / "data"
 
 # The shape and the rows of every relation in `public`: what "left as it was" means.

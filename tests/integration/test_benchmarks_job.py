@@ -11,8 +11,6 @@ from models.session import session_scope
 from tasks import benchmarks as job
 from tests.support.benchmarks import DATA, payload
 
-pytestmark = pytest.mark.integration
-
 DAY = dt.timedelta(days=1)
 
 

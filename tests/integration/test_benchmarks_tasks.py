@@ -10,8 +10,6 @@ from models import Benchmark
 from models.session import session_scope
 from tests.support.benchmarks import DATA, payload
 
-pytestmark = pytest.mark.integration
-
 TIMEOUT_S = 60
 
 

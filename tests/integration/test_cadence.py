@@ -22,8 +22,6 @@ from tasks import health, plugins
 from tests.support.fake_clock import FakeClock
 from tests.support.rows import installed_service, nothing_else_due, tcp_instance
 
-pytestmark = pytest.mark.integration
-
 INTERVAL_S = 60
 # Beat sends each sweep on time, then a tenth of an interval late, early, late...; each check
 # starts a fifth of an interval after the sweep that sent it (queue and jitter).

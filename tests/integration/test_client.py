@@ -20,8 +20,6 @@ from models.agent import AgentLease
 from models.session import session_scope
 from tests.support.broker import redis_client
 
-pytestmark = pytest.mark.integration
-
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 TIMEOUT_S = 60
 

@@ -23,7 +23,7 @@ from tasks import discovery
 from tasks.common import database_now
 from tests.support.rows import services_of
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+pytestmark = pytest.mark.timeout(120)
 
 CONTAINER = "docker_container"
 

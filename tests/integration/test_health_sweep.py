@@ -13,8 +13,6 @@ from models.agent import AgentLease
 from models.session import session_scope
 from tests.support.broker import redis_client
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 def health_settings(database_url, monkeypatch):

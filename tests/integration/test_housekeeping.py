@@ -24,7 +24,6 @@ from models.store import housekeeping as store
 from tasks import housekeeping
 from tests.support.rows import add_sessions
 
-pytestmark = pytest.mark.integration
 UTC = dt.UTC
 
 

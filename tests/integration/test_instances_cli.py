@@ -22,8 +22,6 @@ from models.session import session_scope
 from tests.support.databases import new_database
 from tests.support.network import serving_http
 
-pytestmark = pytest.mark.integration
-
 
 def cli(*args, input=None):
     return CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)

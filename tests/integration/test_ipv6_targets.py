@@ -21,7 +21,7 @@ from agent.probes import probe_for
 from tests.support.components import missing_component
 from tests.support.podman import PodmanStorage
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+pytestmark = pytest.mark.timeout(120)
 
 NO_KEY = SecretResolver(None)
 

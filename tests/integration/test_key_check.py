@@ -16,7 +16,7 @@ from models.infrastructure import InfrastructureInstance
 from models.session import session_scope
 from tests.support.processes import BIN, agent_env
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+pytestmark = pytest.mark.timeout(120)
 
 SECRET = "canary-key-check-5e1b"
 

@@ -14,7 +14,7 @@ from models.session import session_scope
 from tasks import discovery
 from tests.support.rows import services_of
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture

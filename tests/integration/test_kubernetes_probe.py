@@ -17,7 +17,7 @@ from agent.probes import kubernetes
 from tests.support.kube_apiserver import ADMIN_USER, generate_ca_pem, kubeconfig
 from tests.support.network import free_port
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+pytestmark = pytest.mark.timeout(90)
 
 GiB = 1024**3
 

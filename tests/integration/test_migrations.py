@@ -9,8 +9,6 @@ from agent.core.settings import get_settings, to_sqlalchemy_url
 from models import timeseries
 from tests.support.databases import new_database
 
-pytestmark = pytest.mark.integration
-
 TABLES = {
     "users",
     "roles",

@@ -25,8 +25,6 @@ from models.session import session_scope
 from tasks import plugins
 from tests.support.plugin_servers import SLOW_S
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 def tenant(plugin_resolver):

@@ -15,7 +15,7 @@ from agent.core.results import ErrorClass, Status
 from agent.probes import probe_for, ssh
 from tests.support.sshd import SshServer, public_key_line
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture

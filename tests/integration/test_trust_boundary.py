@@ -24,7 +24,7 @@ from tasks.common import resolver_for
 from tests.support.network import free_port, serving_http
 from tests.support.plugin_servers import self_signed
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+pytestmark = pytest.mark.timeout(60)
 
 WORKER_KEY = generate_key()
 
