@@ -73,14 +73,14 @@ def process_memory_mib(pid: int) -> tuple[float, float]:
 
 def tree_memory_mib(pid: int) -> list[tuple[float, float]]:
     """RSS and PSS of `pid`, then of each of its children, in MiB."""
-    from tests.e2e.workers import process_tree
+    from tests.support.workers import process_tree
 
     return [process_memory_mib(member) for member in process_tree(pid)]
 
 
 def tree_cpu_s(pid: int) -> float:
     """User + system CPU seconds of `pid` and its children so far."""
-    from tests.e2e.workers import process_tree
+    from tests.support.workers import process_tree
 
     total = 0
     for member in process_tree(pid):
@@ -111,8 +111,8 @@ def singles(contender: Contender, count: int) -> None:
 @contextmanager
 def worker(args: list[str], env: dict[str, str], log: Path):
     """A `celery worker` subprocess in its own session, stopped at the end."""
-    from tests.e2e.processes import start
-    from tests.e2e.workers import stop
+    from tests.support.processes import start
+    from tests.support.workers import stop
 
     proc = start([sys.executable, "-m", "celery", *args], env, log)
     try:
@@ -123,7 +123,7 @@ def worker(args: list[str], env: dict[str, str], log: Path):
 
 def agent_worker(broker: str, database: str, tmp: Path):
     """The agent's worker, consuming the queues of the ping and of health checks."""
-    from tests.e2e.processes import agent_env
+    from tests.support.processes import agent_env
 
     env = agent_env(
         AGENT_BROKER_URL=broker,
@@ -148,7 +148,7 @@ def sending_apps(agent_broker: str, bare_broker: str) -> tuple[object, object]:
     """The agent's sending app (its own configuration) and the bare app."""
     from celery import Celery
 
-    from tests.e2e.workers import client_app
+    from tests.support.workers import client_app
 
     bare = Celery("bare-client", set_as_current=False, broker=bare_broker, backend=bare_broker)
     bare.conf.update(task_serializer="json", result_serializer="json", accept_content=["json"])
@@ -267,7 +267,7 @@ def health_database(stack: ExitStack, server: str, count: int) -> tuple[str, lis
 
 def run(args: argparse.Namespace) -> None:
     """Start Redis, a database, a loopback server and both workers; measure; report."""
-    from tests.e2e.workers import private_redis
+    from tests.support.workers import private_redis
 
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="celery-bench-")))

@@ -37,7 +37,7 @@ def podman_engine(count: int):
     """A Podman API service with `count` containers in several states; its socket URL."""
     import docker
 
-    from tests.fixtures.podman import CONTAINERS_CONF, PodmanService, PodmanStorage, busybox_rootfs
+    from tests.support.podman import CONTAINERS_CONF, PodmanService, PodmanStorage, busybox_rootfs
 
     base = Path(tempfile.mkdtemp(prefix="agent-bench-podman-"))
     storage = PodmanStorage(base)
@@ -59,7 +59,7 @@ def podman_engine(count: int):
 
 def make_containers(client, image: str, count: int) -> None:
     """A third running, a third exited (0 or 3), the rest created; some publish a port."""
-    from tests.support import free_port
+    from tests.support.network import free_port
 
     for i in range(count):
         labels = {"bench.index": str(i), "com.docker.compose.project": f"p{i % 7}"}
@@ -211,7 +211,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.database_url:
         sys.exit("set AGENT_TEST_DATABASE_URL (or --database-url) to a PostgreSQL server")
-    from tests.conftest import new_database
+    from tests.support.databases import new_database
 
     with new_database(args.database_url, "agent_bench") as url:
         run(url, args.containers, args.repeat)

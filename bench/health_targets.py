@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler
 
 from models import InfrastructureInstance
 from models.session import session_scope
-from tests.support import serving_http
+from tests.support.network import serving_http
 
 
 class Ok(BaseHTTPRequestHandler):

@@ -151,7 +151,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.database_url:
         sys.exit("set AGENT_TEST_DATABASE_URL (or --database-url) to a PostgreSQL server")
-    from tests.conftest import new_database
+    from tests.support.databases import new_database
 
     child, ports = start_services()
     try:

@@ -7,29 +7,27 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import psycopg
 import pytest
 from celery import Celery
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from hypothesis.configuration import set_hypothesis_home_dir
 from sqlalchemy import create_engine
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from agent.cli import migrate
 from agent.core.settings import get_settings
 from models import session as db
-from tests.support import LOOPBACK_ALLOWED
+from tests.support.databases import admin, new_database
+from tests.support.network import LOOPBACK_ALLOWED
 
 pytest_plugins = [
     "tests.fixtures.sshd",
     "tests.fixtures.podman",
     "tests.fixtures.kube",
-    "tests.fixtures.instances",
+    "tests.fixtures.rows",
     "tests.fixtures.discovery",
     "tests.fixtures.plugin_servers",
     "tests.fixtures.timescaledb",
@@ -53,9 +51,18 @@ set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "infra-agent-hypothesis")
 NATIVE_ONLY_FIXTURES = {"native", "native_backend"}
 
 
+# A test's folder is its tier: `-m integration`, `-m e2e` and `-m faults` select by folder
+# (a test may add another tier's marker, e.g. a fault test that runs the agent's processes).
+TIERS = {"integration", "e2e", "faults"}
+TESTS = Path(__file__).parent
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark the tests that only mean something on natively partitioned time series."""
+    """Mark each test with its folder's tier, and the ones only natively partitioned."""
     for item in items:
+        tier = item.path.relative_to(TESTS).parts[0] if item.path.is_relative_to(TESTS) else ""
+        if tier in TIERS:
+            item.add_marker(tier)
         if NATIVE_ONLY_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.native_partitions)
 
@@ -113,23 +120,6 @@ def postgres_server_url(request: pytest.FixtureRequest) -> str:
     return SERVER_URL or request.getfixturevalue("embedded_postgres_url")
 
 
-def _admin(url: str, sql: str) -> None:
-    plain = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(plain, autocommit=True) as conn:
-        conn.execute(sql)
-
-
-@contextmanager
-def new_database(server_url: str, prefix: str) -> Iterator[str]:
-    """A new, empty database on `server_url`, dropped on the way out."""
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    _admin(server_url, f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        _admin(server_url, f'DROP DATABASE "{name}" WITH (FORCE)')
-
-
 @pytest.fixture(params=SCHEMA_SERVERS)
 def empty_database_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A new, empty database on each test server in turn, dropped after the test."""
@@ -165,7 +155,7 @@ def database_url(postgres_server_url: str) -> Iterator[str]:
 def forget_recorded_keys(request: pytest.FixtureRequest) -> None:
     """Each test's workers record their own AGENT_SECRET_KEY (tests make a key each)."""
     if "database_url" in request.fixturenames:
-        _admin(request.getfixturevalue("database_url"), "DELETE FROM agent_keys")
+        admin(request.getfixturevalue("database_url"), "DELETE FROM agent_keys")
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from models.agent import INSTANCE_LEASE, AgentKnownHost, AgentLease
 from models.benchmarks import BenchmarkAlert
 from models.infrastructure import InfrastructureInstance, InstanceHealthHistory, InstanceService
 from models.marketplace import ServiceInstallation, ServiceRegistry
-from models.mcp import McpServer, McpTool
+from models.mcp import McpServer
 from models.plugins import INSTALLATION, MCP_SERVER, PLUGIN_LEASE, AgentInstallationHealth
 
 LIVE = InfrastructureInstance.deleted_at.is_(None)
@@ -390,16 +390,6 @@ def plugin_health(
     """
     params = {"space_id": space_id, "tenant_id": tenant_id}
     return session.execute(_PLUGIN_HEALTH, params).all()
-
-
-def mcp_tools(
-    session: Session, server_id: uuid.UUID, include_removed: bool = False
-) -> Sequence[McpTool]:
-    """A server's tools by name; removed ones only when asked."""
-    query = select(McpTool).where(McpTool.server_id == server_id).order_by(McpTool.name)
-    if not include_removed:
-        query = query.where(McpTool.status == "active")
-    return session.scalars(query).all()
 
 
 def lease_expiries(session: Session, names: Sequence[str]) -> dict[str, dt.datetime]:

@@ -21,13 +21,13 @@ from models import (
 )
 from models.agent import AgentLease
 from models.session import session_scope
-from tests.e2e.processes import wait_until
-from tests.e2e.workers import private_redis, running_worker
-from tests.fake_clock import FakeClock
-from tests.scheduled_rows import installed_service, nothing_else_due, tcp_instance
-from tests.support import missing_component
+from tests.support.components import missing_component
+from tests.support.fake_clock import FakeClock
+from tests.support.processes import wait_until
+from tests.support.rows import installed_service, nothing_else_due, tcp_instance
+from tests.support.workers import private_redis, running_worker
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+pytestmark = pytest.mark.timeout(240)
 
 INTERVAL_S = 60
 TIMEOUT_S = 60

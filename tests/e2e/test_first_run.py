@@ -19,10 +19,10 @@ import httpx
 import psycopg
 import pytest
 
-from tests.e2e.processes import agent_env, interrupt, kill_group, start, wait_until
-from tests.support import missing_component
+from tests.support.components import missing_component
+from tests.support.processes import agent_env, interrupt, kill_group, start, wait_until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+pytestmark = pytest.mark.timeout(600)
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()

@@ -1,12 +1,9 @@
 import sys
 
 import httpx
-import pytest
 
-from tests.e2e.processes import agent_env, kill_group, start, wait_until
-from tests.support import free_port
-
-pytestmark = pytest.mark.e2e
+from tests.support.network import free_port
+from tests.support.processes import agent_env, kill_group, start, wait_until
 
 
 def flower_command(port: int) -> list[str]:

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.e2e.processes import BIN, agent_env, wait_until
-from tests.e2e.workers import listening_ports, private_redis, running_worker
+from tests.support.processes import BIN, agent_env, wait_until
+from tests.support.workers import listening_ports, private_redis, running_worker
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+pytestmark = pytest.mark.timeout(240)
 
 MAX_AGE_S = 3.0
 INTERVAL_S = 0.5

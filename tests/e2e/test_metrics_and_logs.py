@@ -1,21 +1,17 @@
 import json
 import socket
-import uuid
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import delete
 
 from agent.core.credentials import SecretResolver, generate_key
-from models import Benchmark
-from models.session import session_scope
-from tests.e2e.processes import wait_until
-from tests.e2e.workers import listening_ports, private_redis, running_worker
-from tests.integration.test_housekeeping import add_sessions, user_id  # noqa: F401
-from tests.support import free_port
+from tests.support.network import free_port
+from tests.support.processes import wait_until
+from tests.support.rows import add_sessions
+from tests.support.workers import listening_ports, private_redis, running_worker
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+pytestmark = pytest.mark.timeout(240)
 
 WORKER_KEY = generate_key()
 CANARY = "canary-pass-5521"
@@ -52,14 +48,6 @@ def listening_port():
         yield server.getsockname()[1]
 
 
-@pytest.fixture
-def package(database_url):
-    name = f"metrics-{uuid.uuid4().hex[:8]}"
-    yield name
-    with session_scope() as session:
-        session.execute(delete(Benchmark).where(Benchmark.package_name == name))
-
-
 def scrape(worker) -> dict[tuple[str, frozenset], float]:
     samples = {}
     for family in text_string_to_metric_families(httpx.get(worker.metrics_url).text):
@@ -81,7 +69,7 @@ def test_metrics_count_checks_ingested_rows_pruned_rows_and_task_durations(
     add_instance,
     listening_port,
     package,
-    user_id,  # noqa: F811
+    user_id,
 ):
     worker = observed_worker
     up = add_instance("tcp", port=listening_port)

@@ -8,10 +8,10 @@ import pytest
 
 import beat_schedule
 from agent.core.settings import Settings
-from tests.e2e.processes import BIN, agent_env, interrupt, kill_group, start, wait_until
-from tests.support import free_port
+from tests.support.network import free_port
+from tests.support.processes import BIN, agent_env, interrupt, kill_group, start, wait_until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+pytestmark = pytest.mark.timeout(300)
 
 
 # Every periodic job at its shortest interval, so each one runs within the test.

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from agent.cli import migrate
-from tests.conftest import new_database
-from tests.faults.servers import RedisServer
-from tests.faults.stack import Database, Listener
+from tests.support.databases import new_database
+from tests.support.servers import RedisServer
+from tests.support.stack import Database, Listener
 
 
 @pytest.fixture

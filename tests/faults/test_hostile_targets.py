@@ -27,14 +27,14 @@ from models import InfrastructureInstance, InstanceService
 from models.session import session_scope
 from tasks import discovery, health
 from tasks.common import batch_deadline_s
-from tests.faults.targets import (
+from tests.support.network import serving_http
+from tests.support.targets import (
     DripHandler,
     EndlessEngineHandler,
     EndlessTokenHandler,
     InvalidJsonEngineHandler,
     MemoryGrowth,
 )
-from tests.support import serving_http
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

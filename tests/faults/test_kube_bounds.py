@@ -17,9 +17,9 @@ from agent.core.credentials import SecretResolver, generate_key
 from agent.core.results import ErrorClass
 from agent.discovery import discoverer_for
 from agent.probes import kubernetes
-from tests.faults.hostile_kube import hostile_kube, huge_page
+from tests.support.hostile_kube import hostile_kube, huge_page
 
-pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
+pytestmark = pytest.mark.timeout(60)
 
 MiB = 1024 * 1024
 MARGIN_S = 0.5

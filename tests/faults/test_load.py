@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import psycopg
 import pytest
 
-from tests.e2e.workers import running_worker
-from tests.faults.stack import Database, Listener, made, report
+from tests.support.stack import Database, Listener, made, report
+from tests.support.workers import running_worker
 
-pytestmark = [pytest.mark.faults, pytest.mark.e2e]
+pytestmark = pytest.mark.e2e
 
 INSTANCES = 10_000
 TARGETS = 4

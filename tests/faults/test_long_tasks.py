@@ -12,11 +12,11 @@ import sys
 
 import pytest
 
-from tests.e2e.processes import BIN, agent_env, wait_until
-from tests.e2e.workers import running_worker
-from tests.faults.stack import made, received, report
+from tests.support.processes import BIN, agent_env, wait_until
+from tests.support.stack import made, received, report
+from tests.support.workers import running_worker
 
-pytestmark = [pytest.mark.faults, pytest.mark.e2e]
+pytestmark = pytest.mark.e2e
 
 REFUSAL = "must be below the broker visibility timeout 60s"
 TOO_LONG = {"AGENT_VISIBILITY_TIMEOUT_S": "60", "AGENT_TASK_SOFT_TIME_LIMIT_S": "30"}

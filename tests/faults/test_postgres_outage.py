@@ -8,7 +8,6 @@ writes its results in one transaction, so a write cut off halfway leaves nothing
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import suppress
 
@@ -17,13 +16,14 @@ import pytest
 
 from agent.cli import migrate
 from agent.cli.embedded import ensure_database
-from tests.e2e.processes import wait_until
-from tests.e2e.workers import running_worker
-from tests.faults.servers import PostgresServer
-from tests.faults.stack import FAST_REDELIVERY, Database, Listener, made, report
-from tests.faults.test_worker_killed import benchmark_csv, stored_points
+from tests.support.benchmarks import benchmark_csv
+from tests.support.processes import wait_until
+from tests.support.rows import unique_package_name
+from tests.support.servers import PostgresServer
+from tests.support.stack import FAST_REDELIVERY, Database, Listener, made, report
+from tests.support.workers import running_worker
 
-pytestmark = [pytest.mark.faults, pytest.mark.e2e]
+pytestmark = pytest.mark.e2e
 
 INSTANCES = 10
 BLOCKED_AUDIT_INSERT = (
@@ -60,7 +60,7 @@ def test_an_ingest_sent_while_postgresql_is_down_is_retried_and_stored_once_when
     """With PostgreSQL down, an ingest fails on its first statement and is retried with
     backoff; after PostgreSQL comes back a retry stores the run, each point once."""
     server, db = own_postgres
-    package = f"faults-{uuid.uuid4().hex[:8]}"
+    package = unique_package_name("faults")
     settings = {"database_url": db.url, **FAST_REDELIVERY}
     with running_worker(made(tmp_path / "worker"), broker.url, **settings) as worker:
         server.crash()
@@ -72,7 +72,7 @@ def test_an_ingest_sent_while_postgresql_is_down_is_retried_and_stored_once_when
         result = task.get(timeout=120)
         report("ingest stored after PostgreSQL came back", [time.monotonic() - back])
     assert (result["status"], result["accepted"]) == ("done", 500)
-    assert stored_points(db, package) == 500
+    assert db.benchmark_points(package) == 500
 
 
 def cut_off(fault: str, server: PostgresServer, blocker: psycopg.Connection) -> None:

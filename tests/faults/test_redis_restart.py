@@ -14,12 +14,12 @@ import time
 
 import pytest
 
-from tests.e2e.processes import wait_until
-from tests.e2e.workers import client_app, running_worker
-from tests.faults.servers import RedisServer
-from tests.faults.stack import Database, made, report, running_beat, seconds_until
+from tests.support.processes import wait_until
+from tests.support.servers import RedisServer
+from tests.support.stack import Database, made, report, running_beat, seconds_until
+from tests.support.workers import client_app, running_worker
 
-pytestmark = [pytest.mark.faults, pytest.mark.e2e]
+pytestmark = pytest.mark.e2e
 
 INSTANCES = 16
 # More restarts in a row can kill the worker: kombu bug, see docs/reliability.md.

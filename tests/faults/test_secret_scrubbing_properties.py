@@ -25,7 +25,7 @@ from agent.plugins.client import ClientLimits, build_pool
 from agent.plugins.installation import InstallationProbe, InstallationSpec
 from agent.probes import probe_for
 
-pytestmark = [pytest.mark.faults, pytest.mark.timeout(300)]
+pytestmark = pytest.mark.timeout(300)
 
 VARIABLE = "AGENT_SECRET_PROPERTY"
 SECRETS = st.text(

@@ -15,7 +15,6 @@ import json
 import secrets
 import subprocess
 import sys
-import uuid
 
 import httpx
 import pytest
@@ -25,10 +24,12 @@ from sqlalchemy import delete, text
 from agent.celery import create_app
 from agent.core.credentials import SecretResolver, generate_key
 from agent.core.settings import Settings
-from models import McpServer, ServiceInstallation, ServiceRegistry, Space
+from models import McpServer
 from models.session import session_scope
-from tests.e2e.processes import agent_env, kill_group, start, wait_until
-from tests.support import LOOPBACK_ALLOWED, free_port, redis_client
+from tests.support.broker import redis_client
+from tests.support.network import LOOPBACK_ALLOWED, free_port
+from tests.support.processes import agent_env, kill_group, start, wait_until
+from tests.support.rows import committed, installed, remove_space, service_row, space_row
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(420)]
 
@@ -118,32 +119,12 @@ def installation_rows(plugin_services, resolver):
 @pytest.fixture
 def installations(database_url, plugin_services, agent_key):
     """Installed services, one per row of `installation_rows`; removed afterwards."""
-    with session_scope() as session:
-        space = Space(name=f"canary-{uuid.uuid4().hex[:6]}")
-        session.add(space)
-        session.flush()
-        space_id, made = space.id, []
-        for path, auth_type, config, credentials in installation_rows(
-            plugin_services, agent_key[1]
-        ):
-            service = ServiceRegistry(
-                name="Canary service", slug=f"canary-{uuid.uuid4().hex[:8]}", version="1",
-                provider="tests", status="approved", capabilities={},
-                api_base_url=plugin_services.url(path), api_auth_type=auth_type,
-                api_auth_config=config,
-            )  # fmt: skip
-            session.add(service)
-            session.flush()
-            row = ServiceInstallation(
-                service_id=service.id, space_id=space_id, credentials=credentials
-            )
-            session.add(row)
-            session.flush()
-            made.append((service.id, row.id))
-    yield [installation for _, installation in made]
-    with session_scope() as session:
-        session.execute(delete(ServiceRegistry).where(ServiceRegistry.id.in_([s for s, _ in made])))
-        session.execute(delete(Space).where(Space.id == space_id))
+    space_id = committed(space_row())
+    yield [
+        installed(space_id, service_row(plugin_services.url(path), auth_type, config), credentials)
+        for path, auth_type, config, credentials in installation_rows(plugin_services, agent_key[1])
+    ]
+    remove_space(space_id)
 
 
 @pytest.fixture

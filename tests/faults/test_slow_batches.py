@@ -22,7 +22,7 @@ from agent.core.credentials import SecretResolver
 from agent.core.results import ErrorClass, Status
 from agent.plugins.client import ClientLimits, build_pool
 from agent.plugins.installation import InstallationProbe, InstallationSpec, check_installations
-from tests.faults.targets import DripHandler
+from tests.support.targets import DripHandler
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

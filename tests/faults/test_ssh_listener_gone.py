@@ -20,8 +20,8 @@ from agent.connections.sshpool import TransportPool
 from agent.core.credentials import SecretResolver, generate_key
 from agent.core.results import ErrorClass, Status
 from agent.probes import ssh
-from tests.fixtures.sshd import SshServer, _sshd_config, _wait_for_banner, _write_keys
-from tests.support import free_port
+from tests.support.network import free_port
+from tests.support.sshd import SshServer, sshd_config, wait_for_banner, write_keys
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -42,15 +42,15 @@ class PrivateSshd:
 def private_sshd(sshd: SshServer) -> Iterator[PrivateSshd]:
     workdir = Path(tempfile.mkdtemp(prefix="agent-sshd-own-"))
     workdir.chmod(0o755)
-    host_key, private_key, _ = _write_keys(workdir, "unused-passphrase")
+    host_key, private_key, _ = write_keys(workdir, "unused-passphrase")
     port = free_port()
-    config = _sshd_config(workdir, port, free_port(), sshd.username)
+    config = sshd_config(workdir, port, free_port(), sshd.username)
     log = workdir / "sshd.log"
     with log.open("wb") as log_file:
         process = subprocess.Popen(
             ["/usr/sbin/sshd", "-D", "-e", "-f", str(config)], stdout=log_file, stderr=log_file
         )
-    _wait_for_banner(process, port, log)
+    wait_for_banner(process, port, log)
     yield PrivateSshd(port, host_key, private_key, process)
     if process.poll() is None:
         process.terminate()

@@ -18,9 +18,7 @@ import pytest
 
 import beat_schedule
 from agent.runtime.beat import TICKS_PER_TTL
-from tests.e2e.processes import wait_until
-from tests.e2e.workers import private_redis
-from tests.faults.beats import (
+from tests.support.beats import (
     INTERVAL_S,
     beat_env,
     by_task,
@@ -33,9 +31,11 @@ from tests.faults.beats import (
     stop,
     task_results,
 )
-from tests.support import redis_client
+from tests.support.broker import redis_client
+from tests.support.processes import wait_until
+from tests.support.workers import private_redis
 
-pytestmark = [pytest.mark.faults, pytest.mark.e2e]
+pytestmark = pytest.mark.e2e
 
 LEASE_TTL_S = 6.0
 TICK_S = LEASE_TTL_S / TICKS_PER_TTL

@@ -11,15 +11,15 @@ from __future__ import annotations
 import os
 import signal
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 from celery import Celery
 
-from tests.e2e.processes import wait_until
-from tests.e2e.workers import process_tree, running_worker
-from tests.faults.stack import (
+from tests.support.benchmarks import benchmark_csv
+from tests.support.processes import wait_until
+from tests.support.rows import unique_package_name
+from tests.support.stack import (
     FAST_REDELIVERY,
     Database,
     children_connected_to,
@@ -28,22 +28,13 @@ from tests.faults.stack import (
     received_at,
     report,
 )
+from tests.support.workers import process_tree, running_worker
 
-pytestmark = [pytest.mark.faults, pytest.mark.e2e]
+pytestmark = pytest.mark.e2e
 
 INGEST_ROWS = 120_000
 BATCH_INSTANCES = 6
 CHECK_TIMEOUT_S = "6"
-
-
-def benchmark_csv(package: str, rows: int) -> str:
-    """One run of `rows` distinct series, as generic CSV."""
-    lines = ["package,benchmark,metric,value,unit,timestamp"]
-    lines += [
-        f"{package},bench/{n},latency,{1 + n % 97 / 100},ms,2025-06-01T00:00:00Z"
-        for n in range(rows)
-    ]
-    return "\n".join(lines) + "\n"
 
 
 def send_ingest(client: Celery, package: str) -> str:
@@ -60,10 +51,6 @@ def ingest_is_writing(db: Database) -> bool:
             " AND application_name = 'infra-agent' AND backend_xid IS NOT NULL"
         )
     )
-
-
-def stored_points(db: Database, package: str) -> int:
-    return db.value("SELECT count(*) FROM benchmarks WHERE package_name = %s", package)
 
 
 def succeeded(client: Celery, task_id: str) -> object:
@@ -99,11 +86,6 @@ def assert_each_instance_checked_once(db: Database) -> None:
 
 
 @pytest.fixture
-def package() -> str:
-    return f"faults-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
 def slow_instances(fault_db, silent_listener) -> Database:
     """Instances whose banner check waits out the check timeout: a batch stays busy a while."""
     fault_db.add_tcp_instances(BATCH_INSTANCES, silent_listener.ports, read_banner=True)
@@ -122,11 +104,12 @@ def worker_settings(db: Database) -> dict[str, str]:
 
 @pytest.mark.timeout(300)
 def test_an_ingest_whose_pool_child_is_killed_is_run_again_and_stores_each_point_once(
-    fault_db, broker, package, tmp_path
+    fault_db, broker, tmp_path
 ):
     """SIGKILL of the pool child mid-ingest (its transaction has written): the main process
     requeues the message at once, a new child ingests the run from the start, and every point
     is stored exactly once."""
+    package = unique_package_name("faults")
     with running_worker(tmp_path, broker.url, **worker_settings(fault_db)) as worker:
         task_id = send_ingest(worker.client, package)
         wait_until(lambda: ingest_is_writing(fault_db), 120, "the ingest to write")
@@ -136,7 +119,7 @@ def test_an_ingest_whose_pool_child_is_killed_is_run_again_and_stores_each_point
         report("ingest redone after its pool child was killed", [time.monotonic() - killed])
         assert received([worker.log], task_id) == 2
     assert result["accepted"] == INGEST_ROWS
-    assert stored_points(fault_db, package) == INGEST_ROWS
+    assert fault_db.benchmark_points(package) == INGEST_ROWS
 
 
 @pytest.mark.timeout(180)
@@ -160,12 +143,13 @@ def test_a_health_batch_whose_pool_child_is_killed_checks_each_instance_once(
 
 @pytest.mark.timeout(360)
 def test_work_of_a_killed_worker_is_redelivered_to_the_next_worker_and_done_once(
-    slow_instances, silent_listener, broker, package, tmp_path
+    slow_instances, silent_listener, broker, tmp_path
 ):
     """SIGKILL of the worker's main process (its pool children die with it) while it ingests
     a run and checks a batch: after the visibility timeout Redis hands both messages to the
     worker started in its place, which completes them; every point and every check is
     stored exactly once."""
+    package = unique_package_name("faults")
     settings = worker_settings(slow_instances)
     with running_worker(made(tmp_path / "first"), broker.url, **settings) as first:
         first.client.send_task("agent.health.sweep")
@@ -188,5 +172,5 @@ def test_work_of_a_killed_worker_is_redelivered_to_the_next_worker_and_done_once
         assert (received(logs, ingest_id), received(logs, batch_id)) == (2, 2)
     assert time.monotonic() - killed >= int(FAST_REDELIVERY["visibility_timeout_s"])
     assert result["accepted"] == INGEST_ROWS
-    assert stored_points(slow_instances, package) == INGEST_ROWS
+    assert slow_instances.benchmark_points(package) == INGEST_ROWS
     assert_each_instance_checked_once(slow_instances)

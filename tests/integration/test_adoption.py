@@ -16,10 +16,8 @@ from agent.core.credentials import generate_key
 from agent.core.settings import get_settings
 from models import session as db
 from models.adoption import AdoptionError
-from tests import seeds
-from tests.conftest import new_database
-
-pytestmark = pytest.mark.integration
+from tests.support import seeds
+from tests.support.databases import new_database
 
 DATA = Path(__file__).parents[1] / "data"
 

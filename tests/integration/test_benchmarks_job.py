@@ -1,38 +1,17 @@
 import datetime as dt
 import json
 import uuid
-from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import func, select, text
 
 from agent.core.settings import get_settings, load_settings
 from models import Benchmark, BenchmarkAlert, BenchmarkIngest, BenchmarkQuarantine, Package
 from models.session import session_scope
 from tasks import benchmarks as job
+from tests.support.benchmarks import DATA, payload
 
-pytestmark = pytest.mark.integration
-
-DATA = Path(__file__).resolve().parents[1] / "data" / "benchmarks"
 DAY = dt.timedelta(days=1)
-
-
-@pytest.fixture
-def package(database_url):
-    """A package name no other test uses; its rows go when the test ends."""
-    name = f"@graph/layer4-{uuid.uuid4().hex[:8]}"
-    yield name
-    with session_scope() as session:
-        session.execute(delete(Benchmark).where(Benchmark.package_name.like(f"{name}%")))
-        session.execute(delete(BenchmarkAlert).where(BenchmarkAlert.package_name == name))
-        session.execute(delete(Package).where(Package.name.like(f"{name}%")))
-
-
-def payload(file: str, package: str) -> str:
-    """A test file with its package names made unique (so its content is new, too)."""
-    content = (DATA / file).read_text()
-    content = content.replace("@graph/layer4", package).replace("yapkg-team/frames", f"{package}f")
-    return content.replace('"project": "layer4"', f'"project": "{package}"')
 
 
 def ingest(content, settings=None, format=None, defaults=None):

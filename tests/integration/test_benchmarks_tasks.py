@@ -1,27 +1,16 @@
 import json
 import subprocess
 import sys
-import uuid
 
 import pytest
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import func, select, text
 
 from agent.core.settings import get_settings
 from models import Benchmark
 from models.session import session_scope
-from tests.integration.test_benchmarks_job import DATA, payload
-
-pytestmark = pytest.mark.integration
+from tests.support.benchmarks import DATA, payload
 
 TIMEOUT_S = 60
-
-
-@pytest.fixture
-def package(database_url):
-    name = f"@graph/layer4-{uuid.uuid4().hex[:8]}"
-    yield name
-    with session_scope() as session:
-        session.execute(delete(Benchmark).where(Benchmark.package_name.like(f"{name}%")))
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """The check cadence is the configured interval, on a fake clock: nothing sleeps an interval.
 
 The sweeps, refreshes and batches run unchanged on the real PostgreSQL, against real loopback
-TCP ports and HTTP services; time moves on by dating the database back (`tests.fake_clock`).
+TCP ports and HTTP services; time moves on by dating the database back (`tests.support.fake_clock`).
 """
 
 import datetime as dt
@@ -19,10 +19,8 @@ from models import (
 )
 from models.session import session_scope
 from tasks import health, plugins
-from tests.fake_clock import FakeClock
-from tests.scheduled_rows import installed_service, nothing_else_due, tcp_instance
-
-pytestmark = pytest.mark.integration
+from tests.support.fake_clock import FakeClock
+from tests.support.rows import installed_service, nothing_else_due, tcp_instance
 
 INTERVAL_S = 60
 # Beat sends each sweep on time, then a tenth of an interval late, early, late...; each check

@@ -1,11 +1,7 @@
 import os
 import subprocess
 
-import pytest
-
-from tests.e2e.processes import BIN
-
-pytestmark = pytest.mark.integration
+from tests.support.processes import BIN
 
 
 def run_check(instance_id, database_url, key, command="check"):

@@ -2,7 +2,7 @@
 
 import subprocess
 
-from tests.e2e.processes import BIN, agent_env
+from tests.support.processes import BIN, agent_env
 
 
 def infra_agent(args, tmp_path, **env):

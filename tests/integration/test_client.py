@@ -16,15 +16,9 @@ from agent.api import schemas
 from agent.api.client import AgentClient
 from agent.cli.commands import main
 from agent.core.settings import get_settings
-from models import Benchmark
 from models.agent import AgentLease
 from models.session import session_scope
-
-# The plugin job's fixtures: a registered, installed service and a registered MCP server.
-from tests.integration.test_plugins_job import add_mcp_server, install, resolver, space  # noqa: F401
-from tests.support import redis_client
-
-pytestmark = pytest.mark.integration
+from tests.support.broker import redis_client
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 TIMEOUT_S = 60
@@ -48,14 +42,6 @@ def agent_client(celery_app, celery_worker):
     )
     yield client
     client.close()
-
-
-@pytest.fixture
-def package(database_url):
-    name = f"client-{uuid.uuid4().hex[:8]}"
-    yield name
-    with session_scope() as session:
-        session.execute(delete(Benchmark).where(Benchmark.package_name == name))
 
 
 @pytest.fixture
@@ -221,9 +207,9 @@ def test_a_health_batch_reports_the_instances_it_has_checked_while_it_runs(
 
 def test_real_plugin_checks_match_their_schemas(
     agent_client,
-    install,  # noqa: F811
+    install,
     plugin_services,
-    add_mcp_server,  # noqa: F811
+    add_mcp_server,
     mcp_servers,
 ):
     installation = agent_client.check_installation(install(plugin_services.url("open")))

@@ -7,9 +7,9 @@ from agent.connections.sshpool import TransportPool
 from agent.core.credentials import SecretResolver, generate_key
 from agent.core.results import ErrorClass
 from agent.discovery import discoverer_for, systemd
-from tests.fixtures.podman import run_healthcheck
+from tests.support.podman import run_healthcheck
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture

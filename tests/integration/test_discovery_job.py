@@ -21,8 +21,9 @@ from models.session import get_engine, session_scope
 from models.store import discovery as discovery_store
 from tasks import discovery
 from tasks.common import database_now
+from tests.support.rows import services_of
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+pytestmark = pytest.mark.timeout(120)
 
 CONTAINER = "docker_container"
 
@@ -36,14 +37,6 @@ def reconcile(instance_id, services, plugins=None):
         return discovery_store.reconcile(
             session, instance_id, services, {CONTAINER}, plugins or {}
         ).as_dict()
-
-
-def rows(instance_id):
-    with session_scope() as session:
-        found = session.scalars(
-            select(InstanceService).where(InstanceService.instance_id == instance_id)
-        ).all()
-    return {row.name: row for row in found}
 
 
 @pytest.fixture
@@ -100,20 +93,20 @@ def person():
 def test_services_appear_change_disappear_and_reappear(instance_id):
     first = reconcile(instance_id, [svc("a"), svc("b")])
     assert (first["new"], first["updated"], first["missing"]) == (2, 0, 0)
-    seen_first = rows(instance_id)
+    seen_first = services_of(instance_id)
     assert reconcile(instance_id, [svc("a", "stopped"), svc("b")])["updated"] == 1
-    after_change = rows(instance_id)
+    after_change = services_of(instance_id)
     assert after_change["a"].status == "stopped"
     assert after_change["b"].updated_at == seen_first["b"].updated_at
     assert after_change["b"].last_seen > seen_first["b"].last_seen
 
     gone = reconcile(instance_id, [svc("a", "stopped")])
     assert gone["missing"] == 1
-    assert rows(instance_id)["b"].status == "missing"  # kept, never deleted
+    assert services_of(instance_id)["b"].status == "missing"  # kept, never deleted
 
     back = reconcile(instance_id, [svc("a", "stopped"), svc("b")])
     assert (back["new"], back["updated"], back["missing"]) == (0, 1, 0)
-    final = rows(instance_id)
+    final = services_of(instance_id)
     assert final["b"].status == "running"
     assert final["b"].discovered_at == seen_first["b"].discovered_at
     assert final["b"].id == seen_first["b"].id
@@ -123,7 +116,7 @@ def test_only_the_types_a_discovery_owns_go_missing(instance_id):
     with session_scope() as session:
         session.add(InstanceService(instance_id=instance_id, name="billing", type="application"))
     reconcile(instance_id, [svc("a")])
-    assert rows(instance_id)["billing"].status == "unknown"
+    assert services_of(instance_id)["billing"].status == "unknown"
 
 
 def test_statements_per_reconciliation_do_not_grow_with_services(instance_id):
@@ -148,7 +141,7 @@ def test_a_matching_plugin_is_assigned_by_the_agent(instance_id, make_plugin):
     services = [svc("db", image="postgres:16"), svc("web", image="nginx")]
     done = reconcile(instance_id, services, {("db", CONTAINER): str(plugin)})
     assert (done["matched"], done["assigned"]) == (1, 1)
-    db = rows(instance_id)["db"]
+    db = services_of(instance_id)["db"]
     assert db.management_plugin_id == plugin
     with session_scope() as session:
         assignment = session.scalars(
@@ -165,7 +158,7 @@ def test_the_agent_retires_its_own_assignment_when_the_match_goes(instance_id, m
     plugin = make_plugin("pg", {"docker_images": ["postgres*"]})
     reconcile(instance_id, [svc("db")], {("db", CONTAINER): str(plugin)})
     reconcile(instance_id, [svc("db")], {("db", CONTAINER): None})
-    db = rows(instance_id)["db"]
+    db = services_of(instance_id)["db"]
     assert db.management_plugin_id is None
     with session_scope() as session:
         assignment = session.scalars(
@@ -180,7 +173,7 @@ def test_an_assignment_a_person_made_is_never_overridden(instance_id, make_plugi
     chosen = make_plugin("chosen-by-ops", {})
     matching = make_plugin("pg", {"docker_images": ["postgres*"]})
     reconcile(instance_id, [svc("db")])
-    db = rows(instance_id)["db"]
+    db = services_of(instance_id)["db"]
     with session_scope() as session:
         session.get(InstanceService, db.id).management_plugin_id = chosen
         session.add(
@@ -190,7 +183,7 @@ def test_an_assignment_a_person_made_is_never_overridden(instance_id, make_plugi
         )
     done = reconcile(instance_id, [svc("db")], {("db", CONTAINER): str(matching)})
     assert (done["assigned"], done["kept_by_people"]) == (0, 1)
-    assert rows(instance_id)["db"].management_plugin_id == chosen
+    assert services_of(instance_id)["db"].management_plugin_id == chosen
     with session_scope() as session:
         plugins = session.scalars(
             select(ServiceManagementAssignment.plugin_id).where(
@@ -222,7 +215,7 @@ def test_discovering_a_podman_host_records_every_container_and_its_plugin(
     assert summary["status"] == "discovered"
     assert summary["new"] == summary["seen"] >= 7
     assert summary["matched"] == summary["seen"]
-    recorded = rows(podman_instance)
+    recorded = services_of(podman_instance)
     assert recorded["agent-test-exited-3"].status == "error"
     assert recorded["agent-test-web"].endpoints[0]["container_port"] == 80
     assert {r.management_plugin_id for r in recorded.values()} == {plugin}
@@ -233,14 +226,14 @@ def test_discovering_a_podman_host_records_every_container_and_its_plugin(
 def test_a_failed_discovery_changes_nothing(add_instance, podman_socket, podman_containers):
     instance_id = add_instance("docker_api", config={"docker_host": f"unix://{podman_socket}"})
     discover(instance_id)
-    before = {name: (r.status, r.last_seen) for name, r in rows(instance_id).items()}
+    before = {name: (r.status, r.last_seen) for name, r in services_of(instance_id).items()}
     with session_scope() as session:
         row = session.get(InfrastructureInstance, instance_id)
         row.connection_config = {"docker_host": "unix:///nonexistent/podman.sock"}
     summary = discover(instance_id)
     assert summary["status"] == "failed"
     assert summary["discovery"]["error_class"] == "unreachable"
-    assert {name: (r.status, r.last_seen) for name, r in rows(instance_id).items()} == before
+    assert {name: (r.status, r.last_seen) for name, r in services_of(instance_id).items()} == before
 
 
 def test_an_instance_being_discovered_is_not_discovered_twice(instance_id):
@@ -276,4 +269,4 @@ def test_the_sweep_sends_each_instance_once_and_never_overlaps(celery_worker, po
     while leased(discovery.instance_lease(podman_instance)) and time.monotonic() < deadline:
         time.sleep(0.2)  # the batch runs on the worker and gives the lease back
     assert not leased(discovery.instance_lease(podman_instance))
-    assert rows(podman_instance)["agent-test-running"].status == "running"
+    assert services_of(podman_instance)["agent-test-running"].status == "running"

@@ -13,9 +13,9 @@ from agent.core.credentials import SecretResolver
 from agent.core.results import ErrorClass, Status
 from agent.core.secret_scope import SecretScope
 from agent.probes import docker as docker_probe
-from tests.support import free_port
+from tests.support.network import free_port
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+pytestmark = pytest.mark.timeout(120)
 
 NO_KEY = SecretResolver(None)
 

@@ -1,6 +1,5 @@
 import uuid
 
-import pytest
 from sqlalchemy import func, select
 
 from agent.core.settings import get_settings
@@ -8,8 +7,6 @@ from models import AgentKnownHost, AuditLog, InfrastructureInstance, InstanceHea
 from models.agent import instance_lease
 from models.session import session_scope
 from tasks import health
-
-pytestmark = pytest.mark.integration
 
 
 def instance(instance_id):

@@ -11,9 +11,7 @@ from agent.core.settings import get_settings
 from models import InfrastructureInstance
 from models.agent import AgentLease
 from models.session import session_scope
-from tests.support import redis_client
-
-pytestmark = pytest.mark.integration
+from tests.support.broker import redis_client
 
 
 @pytest.fixture

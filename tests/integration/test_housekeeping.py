@@ -22,8 +22,8 @@ from models import timeseries
 from models.session import dispose_engine, session_scope
 from models.store import housekeeping as store
 from tasks import housekeeping
+from tests.support.rows import add_sessions
 
-pytestmark = pytest.mark.integration
 UTC = dt.UTC
 
 
@@ -43,30 +43,6 @@ def plain_url():
 
 def settings(**changes):
     return get_settings().model_copy(update=changes)
-
-
-@pytest.fixture
-def user_id(database_url):
-    """A committed user; its sessions, Better-Auth sessions and keys go with it afterwards."""
-    uid = uuid.uuid4()
-    sql("INSERT INTO users (id, email) VALUES (:id, :email)", id=uid, email=f"{uid.hex}@ex.org")
-    yield uid
-    sql("DELETE FROM users WHERE id = :id", id=uid)
-    sql("DELETE FROM verification WHERE identifier = :id", id=str(uid))
-
-
-def add_sessions(user_id, count, offset_s):
-    """`count` SmartHub sessions expiring `offset_s` from now; their token hashes."""
-    rows = sql(
-        "INSERT INTO sessions (user_id, token_hash, expires_at)"
-        " SELECT :uid, encode(sha256(gen_random_uuid()::text::bytea), 'hex'),"
-        "   now() + make_interval(secs => :offset)"
-        " FROM generate_series(1, :count) RETURNING token_hash",
-        uid=user_id,
-        count=count,
-        offset=offset_s,
-    )
-    return [row[0] for row in rows]
 
 
 def add_better_auth(user_id, count, offset_s):

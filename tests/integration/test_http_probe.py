@@ -17,9 +17,9 @@ from cryptography.x509.oid import NameOID
 from agent.core.credentials import SecretResolver, generate_key
 from agent.core.results import ErrorClass, Status
 from agent.probes import http
-from tests.support import serving_http
+from tests.support.network import serving_http
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
+pytestmark = pytest.mark.timeout(30)
 
 TOKEN = "canary-bearer-5f1e"
 SLOW_S = 3.0

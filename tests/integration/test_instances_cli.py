@@ -19,10 +19,8 @@ from models import InfrastructureInstance
 from models import session as db
 from models.agent import AgentKnownHost
 from models.session import session_scope
-from tests.conftest import new_database
-from tests.support import serving_http
-
-pytestmark = pytest.mark.integration
+from tests.support.databases import new_database
+from tests.support.network import serving_http
 
 
 def cli(*args, input=None):

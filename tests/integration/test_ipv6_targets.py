@@ -18,10 +18,10 @@ import pytest
 from agent.core.credentials import SecretResolver
 from agent.core.results import Status
 from agent.probes import probe_for
-from tests.fixtures.podman import PodmanStorage
-from tests.support import missing_component
+from tests.support.components import missing_component
+from tests.support.podman import PodmanStorage
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+pytestmark = pytest.mark.timeout(120)
 
 NO_KEY = SecretResolver(None)
 

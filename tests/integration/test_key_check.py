@@ -14,9 +14,9 @@ from agent.runtime.key_check import check_key, rotate_references
 from models.agent import AgentKey
 from models.infrastructure import InfrastructureInstance
 from models.session import session_scope
-from tests.e2e.processes import BIN, agent_env
+from tests.support.processes import BIN, agent_env
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+pytestmark = pytest.mark.timeout(120)
 
 SECRET = "canary-key-check-5e1b"
 

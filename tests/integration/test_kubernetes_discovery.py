@@ -12,9 +12,9 @@ from agent.discovery import discoverer_for
 from models import InfrastructureInstance
 from models.session import session_scope
 from tasks import discovery
-from tests.integration.test_discovery_job import rows
+from tests.support.rows import services_of
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture
@@ -151,7 +151,7 @@ def test_partial_rights_update_the_readable_namespace_and_never_mark_the_rest_mi
     discover = lambda: discovery.discover_now(get_settings(), instance_id, str(uuid.uuid4()))  # noqa: E731
     first = discover()
     assert first["status"] == "discovered", first
-    assert {"shop/web", "default/other"} <= set(rows(instance_id))
+    assert {"shop/web", "default/other"} <= set(services_of(instance_id))
     kube.request("DELETE", "/apis/apps/v1/namespaces/shop/deployments/worker")
     with session_scope() as session:
         row = session.get(InfrastructureInstance, instance_id)
@@ -160,7 +160,7 @@ def test_partial_rights_update_the_readable_namespace_and_never_mark_the_rest_mi
     second = discover()
 
     assert second["status"] == "discovered", second
-    recorded = rows(instance_id)
+    recorded = services_of(instance_id)
     assert recorded["shop/worker"].status == "missing"  # shop was read: its gone one is missing
     assert recorded["shop/web"].status == "running"
     assert recorded["default/other"].status == "running"  # default was not read: left as it was

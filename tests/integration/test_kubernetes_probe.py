@@ -14,10 +14,10 @@ from agent.connections import kubeapi
 from agent.core.credentials import SecretResolver, generate_key
 from agent.core.results import ErrorClass, ProbeResult, Status
 from agent.probes import kubernetes
-from tests.fixtures.kube_apiserver import ADMIN_USER, generate_ca_pem, kubeconfig
-from tests.support import free_port
+from tests.support.kube_apiserver import ADMIN_USER, generate_ca_pem, kubeconfig
+from tests.support.network import free_port
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+pytestmark = pytest.mark.timeout(90)
 
 GiB = 1024**3
 

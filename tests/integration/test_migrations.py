@@ -7,9 +7,7 @@ from sqlalchemy import create_engine, text
 from agent.cli import migrate
 from agent.core.settings import get_settings, to_sqlalchemy_url
 from models import timeseries
-from tests.conftest import new_database
-
-pytestmark = pytest.mark.integration
+from tests.support.databases import new_database
 
 TABLES = {
     "users",

@@ -18,8 +18,6 @@ from models import (
     timeseries,
 )
 
-pytestmark = pytest.mark.integration
-
 NOW = dt.datetime.now(dt.UTC)
 
 

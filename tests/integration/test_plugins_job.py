@@ -8,10 +8,8 @@ from click.testing import CliRunner
 from sqlalchemy import delete, select
 
 from agent.cli.commands import main as cli
-from agent.core.credentials import SecretResolver, generate_key
 from agent.core.settings import get_settings
 from agent.plugins.auth import shared_tokens
-from agent.plugins.client import close_shared_pool
 from models import (
     AgentInstallationHealth,
     AuditLog,
@@ -19,103 +17,17 @@ from models import (
     McpTool,
     PluginHealthHistory,
     ServiceInstallation,
-    ServiceRegistry,
-    Space,
     Tenant,
     queries,
 )
 from models.agent import AgentLease
 from models.session import session_scope
 from tasks import plugins
-from tests.fixtures.plugin_servers import SLOW_S
-
-pytestmark = pytest.mark.integration
+from tests.support.plugin_servers import SLOW_S
 
 
 @pytest.fixture
-def resolver(database_url, monkeypatch):
-    """Settings for quick plugin checks, and the resolver for their secrets."""
-    key = generate_key()
-    monkeypatch.setenv("AGENT_SECRET_KEY", key)
-    monkeypatch.setenv("AGENT_PLUGINS_TIMEOUT_S", str(SLOW_S / 3))
-    get_settings.cache_clear()
-    yield SecretResolver(key)
-    close_shared_pool()
-    get_settings.cache_clear()
-
-
-@pytest.fixture
-def space(resolver):
-    """A committed space, removed with everything installed in it after the test."""
-    with session_scope() as session:
-        row = Space(name=f"space-{uuid.uuid4().hex[:6]}")
-        session.add(row)
-        session.flush()
-        space_id = row.id
-    yield space_id
-    with session_scope() as session:
-        services = select(ServiceInstallation.service_id).where(
-            ServiceInstallation.space_id == space_id
-        )
-        session.execute(delete(ServiceRegistry).where(ServiceRegistry.id.in_(services)))
-        session.execute(delete(Space).where(Space.id == space_id))
-
-
-@pytest.fixture
-def install(space):
-    """Register a service and install it in the space; returns the installation id."""
-
-    def add(base_url, auth_type="none", auth_config=None, credentials=None, **options):
-        service = ServiceRegistry(
-            name=options.pop("name", "Test service"),
-            slug=f"svc-{uuid.uuid4().hex[:8]}",
-            version="1.0",
-            provider="tests",
-            status=options.pop("registry_status", "approved"),
-            capabilities=options.pop("capabilities", {}),
-            api_base_url=base_url,
-            api_auth_type=auth_type,
-            api_auth_config=auth_config or {},
-        )
-        with session_scope() as session:
-            session.add(service)
-            session.flush()
-            row = ServiceInstallation(
-                service_id=service.id, space_id=space, credentials=credentials or {}, **options
-            )
-            session.add(row)
-            session.flush()
-            return row.id
-
-    return add
-
-
-@pytest.fixture
-def add_mcp_server(resolver):
-    """Register MCP servers; removed (with their tools) after the test."""
-    made = []
-
-    def add(endpoint_url, transport_type="http", tenant_id=None, **columns):
-        with session_scope() as session:
-            row = McpServer(
-                name=f"mcp-{uuid.uuid4().hex[:6]}",
-                endpoint_url=endpoint_url,
-                transport_type=transport_type,
-                tenant_id=tenant_id,
-                **columns,
-            )
-            session.add(row)
-            session.flush()
-            made.append(row.id)
-            return row.id
-
-    yield add
-    with session_scope() as session:
-        session.execute(delete(McpServer).where(McpServer.id.in_(made)))
-
-
-@pytest.fixture
-def tenant(resolver):
+def tenant(plugin_resolver):
     with session_scope() as session:
         row = Tenant(name="Tenant", slug=f"t-{uuid.uuid4().hex[:8]}")
         session.add(row)
@@ -173,12 +85,15 @@ def test_a_healthy_service_is_active_and_healthy_with_a_history_row(install, plu
     ],
 )
 def test_each_auth_type_reaches_its_service_with_the_installations_secret(
-    install, plugin_services, resolver, service, auth_type, auth_config, field, secret
+    install, plugin_services, plugin_resolver, service, auth_type, auth_config, field, secret
 ):
-    reference = resolver.encrypt(getattr(plugin_services.state, secret))
+    reference = plugin_resolver.encrypt(getattr(plugin_services.state, secret))
     good = install(plugin_services.url(service), auth_type, auth_config, {field: reference})
     wrong = install(
-        plugin_services.url(service), auth_type, auth_config, {field: resolver.encrypt("nope")}
+        plugin_services.url(service),
+        auth_type,
+        auth_config,
+        {field: plugin_resolver.encrypt("nope")},
     )
     assert check(good)["health_status"] == "healthy"
     refused = check(wrong)
@@ -186,13 +101,13 @@ def test_each_auth_type_reaches_its_service_with_the_installations_secret(
 
 
 def test_oauth2_client_credentials_fetch_a_token_once_and_reuse_it(
-    install, plugin_services, resolver
+    install, plugin_services, plugin_resolver
 ):
     state = plugin_services.state
     config = {"token_url": f"{plugin_services.base_url}/oauth/token", "scope": "health"}
     credentials = {
         "client_id": state.client_id,
-        "client_secret": resolver.encrypt(state.client_secret),
+        "client_secret": plugin_resolver.encrypt(state.client_secret),
     }
     first = install(plugin_services.url("oauth"), "oauth2", config, credentials, name="A")
     second = install(plugin_services.url("oauth"), "oauth2", config, credentials, name="B")
@@ -203,9 +118,11 @@ def test_oauth2_client_credentials_fetch_a_token_once_and_reuse_it(
     assert len(shared_tokens) >= 1
 
 
-def test_oauth2_with_a_wrong_client_secret_is_an_auth_failure(install, plugin_services, resolver):
+def test_oauth2_with_a_wrong_client_secret_is_an_auth_failure(
+    install, plugin_services, plugin_resolver
+):
     config = {"token_url": f"{plugin_services.base_url}/oauth/token", "client_auth": "body"}
-    credentials = {"client_id": "agent-client", "client_secret": resolver.encrypt("wrong")}
+    credentials = {"client_id": "agent-client", "client_secret": plugin_resolver.encrypt("wrong")}
     summary = check(install(plugin_services.url("oauth"), "oauth2", config, credentials))
     assert summary["error_class"] == "auth"
     assert "invalid_client" in summary["reason"]
@@ -276,20 +193,28 @@ def test_cookies_from_one_installation_never_reach_another(install, plugin_servi
     assert plugin_services.state.cookies_seen == []
 
 
-def test_secrets_never_reach_the_summary_history_or_health_rows(install, plugin_services, resolver):
+def test_secrets_never_reach_the_summary_history_or_health_rows(
+    install, plugin_services, plugin_resolver
+):
     state = plugin_services.state
     config = {"token_url": f"{plugin_services.base_url}/oauth/token"}
     credentials = {
         "client_id": state.client_id,
-        "client_secret": resolver.encrypt(state.client_secret),
+        "client_secret": plugin_resolver.encrypt(state.client_secret),
     }
     ids = [
         install(plugin_services.url("oauth"), "oauth2", config, credentials),
         install(
-            plugin_services.url("bearer"), "bearer", {}, {"token": resolver.encrypt(state.bearer)}
+            plugin_services.url("bearer"),
+            "bearer",
+            {},
+            {"token": plugin_resolver.encrypt(state.bearer)},
         ),
         install(
-            plugin_services.url("apikey"), "api_key", {}, {"api_key": resolver.encrypt("canary-x")}
+            plugin_services.url("apikey"),
+            "api_key",
+            {},
+            {"api_key": plugin_resolver.encrypt("canary-x")},
         ),
     ]
     dumped = repr([check(i) for i in ids])

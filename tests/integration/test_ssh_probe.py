@@ -8,14 +8,14 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from agent.connections import sshpool
-from agent.connections.known_hosts import FileKnownHosts, MemoryKnownHosts, host_entry
+from agent.connections.known_hosts import MemoryKnownHosts, host_entry
 from agent.connections.sshpool import TransportPool, clear_default_pool
 from agent.core.credentials import SecretResolver, generate_key
 from agent.core.results import ErrorClass, Status
 from agent.probes import probe_for, ssh
-from tests.fixtures.sshd import SshServer, public_key_line
+from tests.support.sshd import SshServer, public_key_line
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
@@ -157,16 +157,6 @@ def test_trust_on_first_use_records_the_key_and_the_next_run_checks_it(
     assert second.status is Status.OK, second.message
 
 
-def test_trust_on_first_use_writes_an_openssh_known_hosts_file(make_probe, sshd, tmp_path):
-    result = make_probe(
-        host_key=None, trust_on_first_use=True, store=FileKnownHosts(tmp_path)
-    ).run()
-    assert result.status is Status.OK, result.message
-    line = (tmp_path / "known_hosts").read_text().strip()
-    assert line == f"[{sshd.host}]:{sshd.port} {sshd.host_key}"
-    assert FileKnownHosts(tmp_path).get(host_entry(sshd.host, sshd.port)) == sshd.host_key
-
-
 def test_a_changed_pinned_host_key_is_refused_before_any_command(make_probe, sshd, password_probe):
     before = sessions_opened(sshd)
     result = password_probe(host_key=other_host_key()).run()
@@ -297,19 +287,17 @@ def test_the_least_recently_used_login_is_evicted_past_the_bound(sshd, resolver,
     pool.clear()
 
 
-def test_the_probe_factory_builds_ssh_probes_with_the_workers_known_hosts(
-    sshd, resolver, tmp_path, monkeypatch
-):
-    monkeypatch.setattr(ssh, "_default_known_hosts", ssh._default_known_hosts)
-    ssh.use_known_hosts(FileKnownHosts(tmp_path))
+def test_the_probe_factory_builds_ssh_probes_with_the_workers_known_hosts(sshd, resolver):
+    store = MemoryKnownHosts()
     config = {"username": sshd.username, "password": resolver.encrypt(sshd.password)}
     config["trust_on_first_use"] = True
     try:
-        result = probe_for("ssh", sshd.host, sshd.port, config, resolver, 10.0).run()
+        probe = probe_for("ssh", sshd.host, sshd.port, config, resolver, 10.0, known_hosts=store)
+        result = probe.run()
     finally:
         clear_default_pool()
     assert result.status is Status.OK, result.message
-    assert FileKnownHosts(tmp_path).get(host_entry(sshd.host, sshd.port)) == sshd.host_key
+    assert store.get(host_entry(sshd.host, sshd.port)) == sshd.host_key
 
 
 def test_a_check_on_a_cached_login_does_not_parse_the_private_key(

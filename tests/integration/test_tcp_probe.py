@@ -6,7 +6,7 @@ from agent.core.credentials import SecretResolver
 from agent.core.results import ErrorClass, Status
 from agent.probes import tcp
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
+pytestmark = pytest.mark.timeout(30)
 
 
 def probe(port, timeout_s=2.0, host="127.0.0.1", **config):

@@ -21,10 +21,10 @@ from agent.plugins.installation import InstallationProbe, InstallationSpec
 from agent.plugins.mcp import McpProbe, McpSpec
 from agent.probes import probe_for
 from tasks.common import resolver_for
-from tests.fixtures.plugin_servers import self_signed
-from tests.support import free_port, serving_http
+from tests.support.network import free_port, serving_http
+from tests.support.plugin_servers import self_signed
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+pytestmark = pytest.mark.timeout(60)
 
 WORKER_KEY = generate_key()
 

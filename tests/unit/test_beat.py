@@ -13,7 +13,7 @@ from agent.celery import create_app
 from agent.core.settings import Settings, get_settings
 from agent.runtime.beat import RUN_LEASE, RUN_SHARE, TICKS_PER_TTL, LeaderScheduler, resume_from
 from models import session as db
-from tests.support import free_port
+from tests.support.network import free_port
 
 NOW = dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC)
 

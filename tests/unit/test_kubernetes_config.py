@@ -11,7 +11,7 @@ from agent.connections import kubernetes as kube
 from agent.core.credentials import SecretResolver
 from agent.core.results import ErrorClass, ProbeError, Status
 from agent.probes import kubernetes
-from tests.fixtures.kube_apiserver import generate_ca_pem, kubeconfig
+from tests.support.kube_apiserver import generate_ca_pem, kubeconfig
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -2,24 +2,18 @@
 
 A store maps a host entry (OpenSSH's `host` or `[host]:port`, see `host_entry`) to a
 public key line (`ssh-ed25519 AAAA...`). Probes only read and record through the
-`KnownHosts` protocol; the task layer picks the store. Two stores ship here: one in
-memory (per process, for tests and one-shot runs) and one file in OpenSSH's
-known_hosts format, so an operator can read, edit or seed it with `ssh-keyscan`.
+`KnownHosts` protocol; the task layer picks the store. The one store shipped here is in
+memory: a batch loads it from the `agent_known_hosts` rows and stores what it learned.
 """
 
 from __future__ import annotations
 
 import base64
-import fcntl
-import os
 import threading
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Protocol
 
 import paramiko
-
-FILE_NAME = "known_hosts"
 
 
 class KnownHosts(Protocol):
@@ -74,56 +68,3 @@ class MemoryKnownHosts:
         with self._lock:
             self._lines[key] = keyline
             self.learned[key] = keyline
-
-
-class FileKnownHosts:
-    """Host keys in `<directory>/known_hosts`, shared safely by processes and threads."""
-
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
-        self.path = Path(directory) / FILE_NAME
-        self._lock_path = Path(directory) / f".{FILE_NAME}.lock"
-        self._thread_lock = threading.Lock()
-
-    def get(self, key: str) -> str | None:
-        """The trusted key line for a host entry, read from the file now."""
-        entries = self._load().lookup(key)
-        if not entries:
-            return None
-        return keyline_of(next(iter(entries.values())))
-
-    def remember(self, key: str, keyline: str) -> None:
-        """Trust `keyline` for a host entry; the file is replaced atomically."""
-        pkey = parse_keyline(keyline)
-        with self._thread_lock, self._exclusive():
-            hostkeys = self._load()
-            hostkeys.pop(key, None)
-            hostkeys.add(key, pkey.get_name(), pkey)
-            temporary = self.path.with_suffix(f".{os.getpid()}.tmp")
-            hostkeys.save(str(temporary))
-            os.replace(temporary, self.path)
-
-    def _load(self) -> paramiko.HostKeys:
-        hostkeys = paramiko.HostKeys()
-        if self.path.exists():
-            hostkeys.load(str(self.path))
-        return hostkeys
-
-    def _exclusive(self) -> _FileLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        return _FileLock(self._lock_path)
-
-
-class _FileLock:
-    """An exclusive advisory lock on a file, across processes."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._fd = -1
-
-    def __enter__(self) -> None:
-        self._fd = os.open(self._path, os.O_CREAT | os.O_RDWR, 0o600)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-
-    def __exit__(self, *exc_info: object) -> None:
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
-        os.close(self._fd)

@@ -427,8 +427,8 @@ class SshProbe(Probe):
     def of(cls, target: Target) -> Self:
         """The SSH probe of one instance.
 
-        Known hosts default to the store set by `use_known_hosts` (else one in this process's
-        memory), the pool to the process's shared transport cache.
+        Known hosts default to one store in this process's memory, the pool to the process's
+        shared transport cache.
         """
         known = _default_known_hosts if target.known_hosts is None else target.known_hosts
         pool = default_pool if target.pool is None else target.pool
@@ -611,9 +611,3 @@ def instance_facts(facts: Mapping[str, Any]) -> InstanceFacts:
 
 
 from_instance = SshProbe.from_instance
-
-
-def use_known_hosts(store: KnownHosts) -> None:
-    """Make `store` the one probes use when given none: call once per worker, at start-up."""
-    global _default_known_hosts
-    _default_known_hosts = store

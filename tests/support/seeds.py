@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-SEEDS = Path(__file__).parent / "data" / "seeds"
+SEEDS = Path(__file__).resolve().parents[1] / "data" / "seeds"
 SEED_002 = SEEDS / "002_d10890c802a4fd49.txt"
 SEED_004 = SEEDS / "004_86cc61dec900cf2b.txt"
 DESCRIBED = SEEDS / "described.sql"

@@ -16,8 +16,9 @@ import psycopg
 import redis
 
 from agent.cli.embedded import EmbeddedPostgres
-from tests.e2e.processes import wait_until
-from tests.support import free_port, missing_component
+from tests.support.components import missing_component
+from tests.support.network import free_port
+from tests.support.processes import wait_until
 
 # What a production Redis should run with (docs/deploy.md, "Production Redis"): the append-only file
 # written every second, so a restart loses at most the last second of queued messages.

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from cryptography import x509
 
-from tests.fixtures.kube_apiserver import Authority, subject
-from tests.support import serving_http
+from tests.support.kube_apiserver import Authority, subject
+from tests.support.network import serving_http
 
 # What kube-apiserver v1.20.2 (tests.fixtures.kube_apiserver) answers on /version.
 VERSION = {

@@ -17,8 +17,10 @@ from celery import Celery
 
 from agent.celery import celery_config
 from agent.core.settings import load_settings
-from tests.e2e.processes import agent_env, kill_group, start, wait_until
-from tests.support import free_port, missing_component, redis_client
+from tests.support.broker import redis_client
+from tests.support.components import missing_component
+from tests.support.network import free_port
+from tests.support.processes import agent_env, kill_group, start, wait_until
 
 QUEUES = "agent,celery,health,discovery,benchmarks,housekeeping,plugins"
 

@@ -16,8 +16,8 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from agent.core.settings import JOB_QUEUES
-from tests.e2e.processes import agent_env, kill_group, start
-from tests.support import redis_client
+from tests.support.broker import redis_client
+from tests.support.processes import agent_env, kill_group, start
 
 INTERVAL_S = 5  # the shortest interval the settings allow
 INTERVALS = ("health", "discovery", "plugins", "housekeeping", "retention")

@@ -1,20 +1,14 @@
-"""Helpers the fixtures share."""
+"""Loopback ports and HTTP servers for the tests, and the policy that lets checks reach them."""
 
 from __future__ import annotations
 
 import json
-import os
 import socket
 import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-
-import pytest
-
-IN_CI = os.environ.get("CI", "").lower() == "true"
 
 # The test servers listen on loopback, which the default address policy closes to plugin and
 # MCP checks: the tests' agent runs with the operator setting that opens it (the tests of the
@@ -22,14 +16,6 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 LOOPBACK_ALLOWED = {
     "AGENT_PLUGINS_ALLOW_CIDRS": json.dumps(["0.0.0.0/0", "::/0", "127.0.0.0/8", "::1/128"])
 }
-
-
-def missing_component(what: str, package: str) -> None:
-    """Skip a test whose server is missing here; in CI that is a failure, not a skip."""
-    message = f"{what} is not available: install {package}"
-    if IN_CI:
-        pytest.fail(f"{message} (CI must provide every component)")
-    pytest.skip(message)
 
 
 def free_port() -> int:
@@ -56,10 +42,3 @@ def serving_http(
     finally:
         server.shutdown()
         server.server_close()
-
-
-def redis_client(url: str, **options: object) -> Any:
-    """A redis-py client for a broker URL, the embedded one's `redis+socket://` included."""
-    import redis
-
-    return redis.Redis.from_url(url.replace("redis+socket:", "unix:", 1), **options)

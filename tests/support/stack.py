@@ -16,8 +16,8 @@ from typing import Any
 
 import psycopg
 
-from tests.e2e.processes import agent_env, start, wait_until
-from tests.e2e.workers import process_tree, stop
+from tests.support.processes import agent_env, start, wait_until
+from tests.support.workers import process_tree, stop
 
 # The shortest redelivery the settings allow: a message a dead worker held comes back after
 # the visibility timeout (60 s at least), and every time limit must stay below it.
@@ -39,6 +39,10 @@ class Database:
         with psycopg.connect(self.url, autocommit=True) as conn:
             row = conn.execute(sql, params).fetchone()
             return row[0] if row else None
+
+    def benchmark_points(self, package: str) -> int:
+        """How many benchmark points of `package` are stored."""
+        return self.value("SELECT count(*) FROM benchmarks WHERE package_name = %s", package)
 
     def execute(self, sql: str, *params: Any) -> None:
         """Run one statement."""
