@@ -192,6 +192,7 @@ def celery_app(database_url: str, redis_url: str) -> Celery:
     """The agent's Celery app pointed at the test Redis and database, its queues purged."""
     from agent.celery import app
 
+    app.set_current()  # the tasks send through the current app
     app.conf.update(broker_config(redis_url))
     app.control.purge()
     return app

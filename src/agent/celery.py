@@ -148,9 +148,16 @@ def check_task_limits(app: Celery, worker: object = None) -> None:
         check_time_limits(task.soft_time_limit, task.time_limit, visibility)
 
 
-def create_app(settings: Settings | None = None) -> Celery:
-    """A configured Celery app for `settings` (the environment's by default)."""
-    celery_app = Celery("agent", include=TASK_MODULES, task_cls="tasks.common:AgentTask")
+def create_app(settings: Settings | None = None, *, current: bool = False) -> Celery:
+    """A configured Celery app for `settings` (the environment's by default).
+
+    The tasks are `shared_task`s: they send through the current app. Only the process's own
+    app (`app` below) becomes current; another one made here (a test's, a tool's) never
+    takes the tasks away from it.
+    """
+    celery_app = Celery(
+        "agent", include=TASK_MODULES, task_cls="tasks.common:AgentTask", set_as_current=current
+    )
     celery_app.config_from_object(celery_config(settings or get_settings()))
     return celery_app
 
@@ -164,7 +171,8 @@ def require_broker(celery_app: Celery) -> None:
         )
 
 
-app = create_app()
+app = create_app(current=True)
+app.set_default()  # threads that never made an app current (the event loop's, a pool's) too
 observability.install(app)
 flower.require_auth(sys.argv)
 if flower.is_flower_command(sys.argv):

@@ -1,3 +1,5 @@
+import threading
+
 import pytest
 
 import beat_schedule
@@ -125,3 +127,18 @@ def test_every_task_but_the_ping_records_its_started_state():
     assert started.pop("agent.system.ping") is False
     assert started
     assert all(started.values())
+
+
+def test_an_app_made_for_another_purpose_does_not_take_the_tasks_away():
+    # The tasks are shared_tasks and send through the current app: a second app (a test's,
+    # a tool's) must not become it, in this thread or in one that never set an app.
+    from agent.celery import app
+    from tasks.system import ping
+
+    create_app(Settings(broker_url="redis://127.0.0.1:1/0"))
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(ping.app))
+    thread.start()
+    thread.join()
+    assert ping.app is app
+    assert seen == [app]
