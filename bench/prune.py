@@ -13,11 +13,11 @@ sessions up by `token_hash` as fast as they can (as logins would):
 - pruner: `tasks.housekeeping.run_prune` with the default settings (batches of up to
   AGENT_PRUNE_BATCH_SIZE, each near AGENT_PRUNE_STATEMENT_TARGET_MS, its own transaction).
 
-Reported per contender (medians over rounds, the order alternating between rounds): rows
-deleted per second, the longest single statement (for the pruner, a batch's statement and
-commit as the client sees them), and the p99 latency of the concurrent lookups. Goals: the
-pruner at least half the plain DELETE's throughput, no statement over 250 ms, lookups p99
-under 20 ms.
+Reported, with the load average before and after, per contender (medians over rounds, the
+order alternating between rounds): rows deleted per second, the longest single statement
+(for the pruner, a batch's statement and commit as the client sees them), and the p99
+latency of the concurrent lookups. Goals: the pruner at least half the plain DELETE's
+throughput, no statement over 250 ms, lookups p99 under 20 ms.
 """
 
 from __future__ import annotations
@@ -206,6 +206,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     print(f"{platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"load average before: {os.getloadavg()}", flush=True)
     with bench_database(args.database_url) as url:
         os.environ["AGENT_DATABASE_URL"] = url
         get_settings.cache_clear()
@@ -219,6 +220,7 @@ def main() -> None:
 
         dispose_engine()
     report(results, args.rows)
+    print(f"load average after: {os.getloadavg()}")
 
 
 if __name__ == "__main__":
