@@ -147,13 +147,13 @@ def sweep_table(
 ) -> bool:
     """The pages the table had when the run began, in order, each batch a run of pages.
 
-    A batch covers about `sizer.size` rows' worth of pages, expired or not.
+    A batch covers the pages expected to hold `sizer.size` expired rows.
     """
     first = 0
     while first < sweep.pages:
         if time.monotonic() >= deadline:
             return False
-        end = first + max(1, int(sizer.size / sweep.rows_per_page))
+        end = first + max(1, int(sizer.size / sweep.expired_per_page))
         started = time.monotonic()
         with session_scope() as session:
             deleted = store.delete_expired_pages(session, target, first, end)

@@ -182,10 +182,10 @@ _STATISTICS = text(
 
 @dataclass(frozen=True)
 class Sweep:
-    """A run in physical order: the table's pages now, and how many rows a page holds."""
+    """A run in physical order: the table's pages now, and how many expired rows a page holds."""
 
     pages: int
-    rows_per_page: float
+    expired_per_page: float
 
 
 def planned_sweep(session: Session, resolved: Resolved) -> Sweep | None:
@@ -199,7 +199,7 @@ def planned_sweep(session: Session, resolved: Resolved) -> Sweep | None:
     if rows <= 0 or pages <= 0 or (order or 0) >= IN_EXPIRY_ORDER:
         return None
     expired = _estimated_rows(session, names, resolved.target.grace_s)
-    return Sweep(int(pages), rows / pages) if expired >= SWEEP_SHARE * rows else None
+    return Sweep(int(pages), expired / pages) if expired >= SWEEP_SHARE * rows else None
 
 
 def _estimated_rows(session: Session, names: dict[str, str], grace_s: float) -> float:
