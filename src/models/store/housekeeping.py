@@ -160,21 +160,19 @@ def _delete_range(
     return None if tied else (deleted, bound)
 
 
-# When the planner expects at least this share of a table to be expired, and the heap is not
-# in expiry order, a run sweeps the heap in physical order (a TID range scan per batch)
-# instead of walking the expiry index: with the rows scattered over the heap (sessions
-# extended or created with mixed lifetimes), each index range dirties pages all over the
-# table, where a sweep reads and writes each page once, in order, as the plain DELETE does.
-# With few rows expired, or a heap in expiry order (sessions created with one lifetime), the
-# index ranges already read only the pages that hold expired rows, in physical order.
+# When the planner expects at least this share of a table to be expired, a run sweeps the
+# heap in physical order (a TID range scan per batch) instead of walking the expiry index:
+# with the rows scattered over the heap (sessions extended or created with mixed lifetimes),
+# each index range dirties pages all over the table, where a sweep reads and writes each
+# page once, in order, as the plain DELETE does. Measured, the sweep also beats the index
+# ranges on a heap in expiry order with half of it expired (0.67 against 0.41 of a plain
+# DELETE: no bound query per batch). With few rows expired the index ranges read only the
+# pages that hold them.
 SWEEP_SHARE = 0.1
-IN_EXPIRY_ORDER = 0.9
 
 _STATISTICS = text(
     """
-    SELECT c.reltuples, pg_relation_size(c.oid) / current_setting('block_size')::int AS pages,
-        (SELECT abs(s.correlation) FROM pg_stats AS s
-         WHERE s.schemaname = :schema AND s.tablename = :name AND s.attname = :column) AS in_order
+    SELECT c.reltuples, pg_relation_size(c.oid) / current_setting('block_size')::int AS pages
     FROM pg_class AS c WHERE c.oid = CAST(:table AS regclass)
     """
 )
@@ -189,14 +187,13 @@ class Sweep:
 
 
 def planned_sweep(session: Session, resolved: Resolved) -> Sweep | None:
-    """A physical sweep when the planner expects a large expired share out of order, else None.
+    """A physical sweep when the planner expects a large expired share, else None.
 
     A table never analyzed has no estimate and keeps the index ranges.
     """
     names = _names(session, resolved)
-    params = {"table": names["table"], "schema": resolved.schema, "name": resolved.table}
-    rows, pages, order = session.execute(_STATISTICS, {**params, "column": resolved.column}).one()
-    if rows <= 0 or pages <= 0 or (order or 0) >= IN_EXPIRY_ORDER:
+    rows, pages = session.execute(_STATISTICS, {"table": names["table"]}).one()
+    if rows <= 0 or pages <= 0:
         return None
     expired = _estimated_rows(session, names, resolved.target.grace_s)
     return Sweep(int(pages), expired / pages) if expired >= SWEEP_SHARE * rows else None
