@@ -8,11 +8,13 @@ else AGENT_DATABASE_URL), migrates it, and writes one generic CSV file of --rows
 process on an emptied `benchmarks` table (all its indexes in place):
 
 - raw COPY: the rows, already typed in memory, sent by one binary COPY into `benchmarks`;
-- end to end: `tasks.benchmarks.ingest_stream` on the file: parse, validate, stage, insert
-  with conflict handling, quarantine, run bookkeeping and regression checks.
+- end to end: `tasks.benchmarks.ingest_stream` on the file: parse, validate, probe the
+  unique key, COPY new batches straight in (staging and `ON CONFLICT` otherwise),
+  quarantine, run bookkeeping and regression checks.
 
-Prints the medians, the ratio (end to end / raw COPY), and each process's peak RSS, also
-for a file of a tenth of the rows, to show memory does not grow with the input.
+Prints the load average before and after, the medians, the ratio (end to end / raw COPY),
+and each process's peak RSS, also for a file of a tenth of the rows, to show memory does not
+grow with the input.
 """
 
 from __future__ import annotations
@@ -159,10 +161,12 @@ def main() -> None:
     if not args.database_url:
         sys.exit("name a PostgreSQL server: --database-url or AGENT_TEST_DATABASE_URL")
     url = scratch_database(args.database_url)
+    print(f"load average before: {os.getloadavg()}", flush=True)
     try:
         run(url, args.rows, args.repeat)
     finally:
         drop_database(args.database_url, url)
+    print(f"load average after: {os.getloadavg()}")
 
 
 def run(url: str, rows: int, repeat: int) -> None:
@@ -189,7 +193,7 @@ def report(rows: int, raw: list, e2e: list, small: tuple) -> None:
     print(f"rows: {rows}")
     print(f"raw binary COPY into benchmarks: median {raw_s:.2f} s = {rows / raw_s:,.0f} rows/s")
     print(f"end to end (ingest_stream):      median {e2e_s:.2f} s = {rows / e2e_s:,.0f} rows/s")
-    print(f"ratio end to end / raw COPY: {raw_s / e2e_s:.2f} (goal >= 0.50)")
+    print(f"ratio end to end / raw COPY: {raw_s / e2e_s:.2f} (goal >= 0.80)")
     print(f"all runs raw: {[round(r[0], 2) for r in raw]} e2e: {[round(r[0], 2) for r in e2e]}")
     peak = max(r[1] for r in e2e) / 1024
     tenth = small[1] / 1024

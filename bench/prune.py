@@ -6,34 +6,35 @@ Creates, migrates and finally drops a database of its own on the PostgreSQL serv
 `--database-url`. Each round seeds `sessions` with `--rows` rows (2,000,000 by default),
 half of them expired, in creation order (`--layout created`: a session expires a fixed time
 after it is created, so the heap is in expiry order) or shuffled (`--layout random`), then
-VACUUM ANALYZE and CHECKPOINT, and runs one contender while `--lookups` threads look live
+VACUUM ANALYZE and CHECKPOINT, and runs one contender while `--lookups` processes look live
 sessions up by `token_hash` as fast as they can (as logins would):
 
 - plain: `DELETE FROM sessions WHERE expires_at < now()`, one statement.
 - pruner: `tasks.housekeeping.run_prune` with the default settings (batches of up to
   AGENT_PRUNE_BATCH_SIZE, each near AGENT_PRUNE_STATEMENT_TARGET_MS, its own transaction).
 
-Reported per contender (medians over rounds, the order alternating between rounds): rows
-deleted per second, the longest single statement (for the pruner, a batch's statement and
-commit as the client sees them), and the p99 latency of the concurrent lookups. Goals: the
-pruner at least half the plain DELETE's throughput, no statement over 250 ms, lookups p99
-under 20 ms.
+Reported, with the load average before and after, per contender (medians over rounds, the
+order alternating between rounds): rows deleted per second, the longest single statement
+(for the pruner, a batch's statement and commit as the client sees them), and the p99
+latency of the concurrent lookups. Goals: the pruner at least half the plain DELETE's
+throughput, no statement over 250 ms, lookups p99 under 20 ms.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import platform
 import statistics
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from sqlalchemy.engine import make_url
@@ -98,9 +99,11 @@ def seed(url: str, rows: int, shuffle: bool) -> None:
         conn.execute("CHECKPOINT")
 
 
-def look_up(url: str, rows: int, stop: threading.Event, latencies: list[float]) -> None:
-    """Look live sessions up by token hash until `stop` is set."""
+def look_up(url: str, rows: int, measuring: Any, stop: Any, out: Any) -> None:
+    """Look live sessions up by token hash until `stop` is set; latencies while `measuring`."""
+    latencies = []
     with psycopg.connect(url, autocommit=True) as conn:
+        out.put("ready")
         i = 0
         while not stop.is_set():
             token = f"{rows // 2 + 1 + (i * 7919) % (rows // 2)}"
@@ -110,26 +113,37 @@ def look_up(url: str, rows: int, stop: threading.Event, latencies: list[float]) 
                 " WHERE token_hash = encode(sha256(%s::bytea), 'hex')",
                 [token],
             ).fetchone()
-            latencies.append(time.perf_counter() - started)
+            if measuring.is_set():
+                latencies.append(time.perf_counter() - started)
             i += 1
+    out.put(latencies)
 
 
-def while_looking_up(url: str, rows: int, threads: int, run: Callable[[], tuple[int, float]]):
-    """Run `run` under concurrent lookups; its result, wall time and the lookup latencies."""
-    stop, latencies = threading.Event(), []
+def while_looking_up(url: str, rows: int, lookups: int, run: Callable[[], tuple[int, float]]):
+    """Run `run` under concurrent lookups; its result, wall time and the lookup latencies.
+
+    The lookups run in processes of their own, as logins do: threads of this process would
+    make the contender wait for the interpreter lock at each of its round trips.
+    """
+    context = multiprocessing.get_context("spawn")
+    measuring, stop, out = context.Event(), context.Event(), context.Queue()
     workers = [
-        threading.Thread(target=look_up, args=(url, rows, stop, latencies)) for _ in range(threads)
+        context.Process(target=look_up, args=(url, rows, measuring, stop, out))
+        for _ in range(lookups)
     ]
     for worker in workers:
         worker.start()
+    for _ in workers:
+        assert out.get(timeout=120) == "ready"
     time.sleep(0.5)
-    latencies.clear()
+    measuring.set()
     started = time.perf_counter()
     try:
         deleted, longest_ms = run()
     finally:
         wall_s = time.perf_counter() - started
         stop.set()
+        latencies = [x for _ in workers for x in out.get()]
         for worker in workers:
             worker.join()
     return deleted, wall_s, longest_ms, latencies
@@ -154,10 +168,10 @@ def pruner() -> tuple[int, float]:
 
 def measure(url: str, args: argparse.Namespace, name: str) -> Outcome:
     """Seed, then run one contender under lookups."""
-    rows, threads = args.rows, args.lookups
+    rows, lookups = args.rows, args.lookups
     seed(url, rows, args.layout == "random")
     run = (lambda: plain(url)) if name == "plain" else pruner
-    deleted, wall_s, longest_ms, latencies = while_looking_up(url, rows, threads, run)
+    deleted, wall_s, longest_ms, latencies = while_looking_up(url, rows, lookups, run)
     with psycopg.connect(url) as conn:
         left = conn.execute("SELECT count(*) FROM sessions").fetchone()[0]
     assert deleted == rows // 2, deleted
@@ -197,7 +211,7 @@ def main() -> None:
     parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--lookups", type=int, default=2, help="lookup threads")
+    parser.add_argument("--lookups", type=int, default=2, help="lookup processes")
     parser.add_argument(
         "--layout",
         choices=["created", "random"],
@@ -206,6 +220,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     print(f"{platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"load average before: {os.getloadavg()}", flush=True)
     with bench_database(args.database_url) as url:
         os.environ["AGENT_DATABASE_URL"] = url
         get_settings.cache_clear()
@@ -219,6 +234,7 @@ def main() -> None:
 
         dispose_engine()
     report(results, args.rows)
+    print(f"load average after: {os.getloadavg()}")
 
 
 if __name__ == "__main__":

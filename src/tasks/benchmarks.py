@@ -1,7 +1,8 @@
 """Benchmark ingestion: results in, points stored exactly once, regressions raised as alerts.
 
 A payload is one run. It is read as a stream, validated row by row and stored in batches
-(binary COPY to staging, then an insert that skips points already there) in ONE transaction:
+(binary COPY straight in when all of a batch's points are new, else COPY to staging and an
+insert that skips points already there) in ONE transaction:
 a payload that turns out unreadable halfway stores nothing and is recorded as rejected.
 Rows that fail validation go to quarantine with their reason. After the commit, the newest
 new point of each series touched is judged against its history (short transactions again)

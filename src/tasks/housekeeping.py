@@ -110,24 +110,66 @@ def prune(
 def prune_table(
     target: store.Resolved, sizer: BatchSizer, deadline: float, tally: Tally, progress: Progress
 ) -> bool:
-    """Batches of one table until none is left (True) or the deadline passes (False)."""
+    """Batches of one table until none is left (True) or the deadline passes (False).
+
+    With a large expired share the batches are runs of heap pages, in physical order;
+    otherwise ranges of the expiry index, oldest first.
+    """
+    with session_scope() as session:
+        sweep = store.planned_sweep(session, target)
+    if sweep is not None:
+        return sweep_table(target, sweep, sizer, deadline, tally, progress)
     floor: Any = "-infinity"
     while time.monotonic() < deadline:
         started = time.monotonic()
         with session_scope() as session:
             deleted, latest = store.delete_expired(session, target, sizer.size, floor)
-        elapsed = time.monotonic() - started
-        tally.add(target.table, deleted, elapsed)
-        done = tally.summary()
-        # `total` of a prune's result counts deletions; in PROGRESS it is the unknown end.
-        progress(
-            {"table": target.table, **done, "done": done["total"], "total": None, "unit": "rows"}
-        )
+        count_batch(target, deleted, time.monotonic() - started, sizer, tally, progress)
         if deleted == 0:
             return True
         floor = latest
-        sizer.after(elapsed)
     return False
+
+
+def sweep_table(
+    target: store.Resolved,
+    sweep: store.Sweep,
+    sizer: BatchSizer,
+    deadline: float,
+    tally: Tally,
+    progress: Progress,
+) -> bool:
+    """The pages the table had when the run began, in order, each batch a run of pages.
+
+    A batch covers the pages expected to hold `sizer.size` expired rows.
+    """
+    first = 0
+    while first < sweep.pages:
+        if time.monotonic() >= deadline:
+            return False
+        end = first + max(1, int(sizer.size / sweep.expired_per_page))
+        started = time.monotonic()
+        with session_scope() as session:
+            deleted = store.delete_expired_pages(session, target, first, end)
+        count_batch(target, deleted, time.monotonic() - started, sizer, tally, progress)
+        first = end
+    return True
+
+
+def count_batch(
+    target: store.Resolved,
+    deleted: int,
+    elapsed: float,
+    sizer: BatchSizer,
+    tally: Tally,
+    progress: Progress,
+) -> None:
+    """Tally one batch, report progress, and size the next batch by this one's time."""
+    tally.add(target.table, deleted, elapsed)
+    done = tally.summary()
+    # `total` of a prune's result counts deletions; in PROGRESS it is the unknown end.
+    progress({"table": target.table, **done, "done": done["total"], "total": None, "unit": "rows"})
+    sizer.after(elapsed)
 
 
 def run_expire_keys(settings: Settings) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 import datetime as dt
 import json
+import threading
 import uuid
 
 import pytest
@@ -8,6 +9,7 @@ from sqlalchemy import func, select, text
 from agent.core.settings import get_settings, load_settings
 from models import Benchmark, BenchmarkAlert, BenchmarkIngest, BenchmarkQuarantine, Package
 from models.session import session_scope
+from models.store import benchmarks as bench_store
 from tasks import benchmarks as job
 from tests.support.benchmarks import DATA, payload
 
@@ -293,3 +295,94 @@ def test_the_seeds_own_view_queries_see_every_point_of_a_package_however_it_came
 def test_an_unregistered_package_keeps_the_name_it_came_with(package):
     ingest(pytest_file_outside_git("pybench"), defaults={"package": package})
     assert stored(package) == {(package, None, None)}
+
+
+TAIL = (None, None, "", None, "test")  # branch, commit, testbed, parameters, source
+
+
+def points(package, runs, start=dt.datetime(2025, 6, 1, tzinfo=dt.UTC)):
+    """Validated points, one per run, of one series; in POINT_COLUMNS order."""
+    return [
+        (start + i * DAY, package, None, "bench/a", "latency", 1.0 + i, "ms", f"run-{i}", *TAIL)
+        for i in runs
+    ]
+
+
+def staged_rows(session):
+    """Rows in this transaction's staging table: the batches that went the staging way."""
+    if session.scalar(text(f"SELECT to_regclass('pg_temp.{bench_store.STAGING}')")) is None:
+        return 0
+    return session.scalar(text(f"SELECT count(*) FROM {bench_store.STAGING}"))
+
+
+def store(batch):
+    days = {p[0].date() for p in batch}
+    with session_scope() as session:
+        touched = bench_store.store_points(session, batch, days)
+        return sum(t.points for t in touched), staged_rows(session)
+
+
+def keys_stored(package):
+    with session_scope() as session:
+        rows = session.execute(
+            select(Benchmark.run_id, func.count())
+            .where(Benchmark.package_name == package)
+            .group_by(Benchmark.run_id)
+        ).all()
+    return dict(rows)
+
+
+def test_a_batch_of_new_points_is_copied_straight_into_the_table(package):
+    assert store(points(package, range(50))) == (50, 0)
+    assert keys_stored(package) == {f"run-{i}": 1 for i in range(50)}
+
+
+def test_a_batch_with_some_points_stored_goes_the_staging_way_and_adds_only_the_new(package):
+    store(points(package, range(0, 50, 2)))
+    assert store(points(package, range(50))) == (25, 50)
+    assert keys_stored(package) == {f"run-{i}": 1 for i in range(50)}
+
+
+def test_a_batch_repeating_a_point_of_its_own_stores_it_once(package):
+    batch = points(package, range(10))
+    assert store(batch + batch[:3]) == (10, 13)
+    assert keys_stored(package) == {f"run-{i}": 1 for i in range(10)}
+
+
+@pytest.mark.timeout(60)
+def test_two_ingests_of_overlapping_points_at_once_store_each_point_exactly_once(package):
+    first, second = points(package, range(0, 30)), points(package, range(20, 50))
+    outcome = {}
+    with session_scope() as session:
+        touched = bench_store.store_points(session, first, {p[0].date() for p in first})
+        assert sum(t.points for t in touched) == 30
+        assert staged_rows(session) == 0
+        # The second ingest cannot see these points yet: its probe finds none, its COPY
+        # waits on the unique key until this transaction commits, then falls back.
+        racer = threading.Thread(target=lambda: outcome.update(second=store(second)))
+        racer.start()
+        racer.join(timeout=2)
+        assert racer.is_alive(), "the second COPY did not wait for the first ingest"
+    racer.join(timeout=30)
+    assert outcome["second"] == (20, 30)
+    assert keys_stored(package) == {f"run-{i}": 1 for i in range(50)}
+
+
+@pytest.mark.timeout(120)
+def test_concurrent_ingests_of_overlapping_payloads_give_one_row_per_point(package):
+    def csv(runs):
+        lines = [
+            f"2025-07-{1 + i % 28:02d}T{i % 24:02d}:00:00Z,{package},b,m,{i},ms,r{i}" for i in runs
+        ]
+        return "timestamp,package,benchmark,metric,value,unit,run_id\n" + "\n".join(lines)
+
+    payloads = [csv(range(0, 600)), csv(range(300, 900)), csv(range(0, 900, 3))]
+    results = []
+    threads = [threading.Thread(target=lambda p=p: results.append(ingest(p))) for p in payloads]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(r["accepted"] for r in results) == 900
+    assert sum(r["duplicate"] for r in results) == 1500 - 900
+    assert keys_stored(package) == {f"r{i}": 1 for i in range(900)}

@@ -248,6 +248,87 @@ def test_concurrent_lookups_and_updates_are_not_held_up_and_extended_sessions_su
     assert kept == set(live) | extended
 
 
+def add_shuffled_sessions(user_id, expired, live):
+    """Expired and live sessions interleaved at random over the heap, then analyzed."""
+    rows = sql(
+        "INSERT INTO sessions (user_id, token_hash, expires_at)"
+        " SELECT :uid, encode(sha256(gen_random_uuid()::text::bytea), 'hex'),"
+        "   now() + make_interval(secs => CASE WHEN i <= :expired THEN -60 ELSE 3600 END)"
+        " FROM generate_series(1, :total) AS i ORDER BY random()"
+        " RETURNING token_hash, expires_at < now()",
+        uid=user_id,
+        expired=expired,
+        total=expired + live,
+    )
+    sql("ANALYZE sessions")
+    return [t for t, gone in rows if gone], [t for t, gone in rows if not gone]
+
+
+def sessions_target():
+    with session_scope() as session:
+        target = store.resolve(session, PruneTarget(table="sessions"))
+        return target, store.planned_sweep(session, target)
+
+
+def test_a_shuffled_heap_mostly_expired_is_swept_by_page_and_loses_exactly_its_expired_rows(
+    user_id,
+):
+    expired, live = add_shuffled_sessions(user_id, 20000, 5000)
+    _, sweep = sessions_target()
+    assert sweep is not None
+    assert sweep.pages > 100
+    stop = threading.Event()
+    reports = [{"latencies": [], "missing": 0, "extended": set()} for _ in range(2)]
+    threads = [
+        threading.Thread(target=lookups_and_extensions, args=(expired, live, stop, r))
+        for r in reports
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        result = housekeeping.run_prune(settings(prune_batch_size=500))
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    extended = set().union(*(r["extended"] for r in reports))
+    assert result["complete"] is True
+    assert result["batches"] > 10
+    assert result["deleted"]["sessions"] == 20000 - len(extended)
+    assert sum(r["missing"] for r in reports) == 0
+    kept = {row[0] for row in sql("SELECT token_hash FROM sessions WHERE user_id = :u", u=user_id)}
+    assert kept == set(live) | extended
+
+
+def test_a_few_expired_rows_in_a_big_table_are_found_through_the_expiry_index(user_id):
+    add_shuffled_sessions(user_id, 100, 20000)
+    assert sessions_target()[1] is None
+    housekeeping.run_prune(settings())
+    assert counts(user_id)["sessions"] == (0, 20000)
+
+
+def test_a_heap_in_expiry_order_mostly_expired_is_swept_too(user_id):
+    add_sessions(user_id, 20000, -60)
+    add_sessions(user_id, 5000, 3600)
+    sql("ANALYZE sessions")
+    assert sessions_target()[1] is not None
+    housekeeping.run_prune(settings())
+    assert counts(user_id)["sessions"] == (0, 5000)
+
+
+def test_a_locked_row_in_a_swept_page_is_skipped_not_waited_for(user_id):
+    expired, _ = add_shuffled_sessions(user_id, 3000, 100)
+    assert sessions_target()[1] is not None
+    with psycopg.connect(plain_url()) as login:
+        login.execute("SELECT 1 FROM sessions WHERE token_hash = %s FOR UPDATE", [expired[0]])
+        started = time.monotonic()
+        housekeeping.run_prune(settings())
+        assert time.monotonic() - started < 10
+        assert counts(user_id)["sessions"] == (1, 100)
+    housekeeping.run_prune(settings())
+    assert counts(user_id)["sessions"] == (0, 100)
+
+
 SLOW_TABLE = """
     CREATE TABLE hk_slow (id bigserial PRIMARY KEY, expires_at timestamptz NOT NULL);
     CREATE INDEX ON hk_slow (expires_at);

@@ -237,7 +237,10 @@ class Settings(BaseSettings):
         ),
     )
     benchmarks_batch_rows: int = Field(
-        default=20000, ge=100, le=1_000_000, description="rows per staging COPY + insert"
+        default=20000,
+        ge=100,
+        le=1_000_000,
+        description="rows per batch (one COPY, or staging COPY + insert)",
     )
     benchmarks_future_skew_s: int = Field(
         default=86400, ge=0, description="a point stamped later than now plus this is quarantined"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from psycopg.errors import LockNotAvailable
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, CursorResult, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -158,6 +158,100 @@ def _delete_range(
         return None
     tied = deleted == 0 and bound is not None
     return None if tied else (deleted, bound)
+
+
+# When the planner expects at least this share of a table to be expired, a run sweeps the
+# heap in physical order (a TID range scan per batch) instead of walking the expiry index:
+# with the rows scattered over the heap (sessions extended or created with mixed lifetimes),
+# each index range dirties pages all over the table, where a sweep reads and writes each
+# page once, in order, as the plain DELETE does. Measured, the sweep also beats the index
+# ranges on a heap in expiry order with half of it expired (0.67 against 0.41 of a plain
+# DELETE: no bound query per batch). With few rows expired the index ranges read only the
+# pages that hold them.
+SWEEP_SHARE = 0.1
+
+_STATISTICS = text(
+    """
+    SELECT c.reltuples, pg_relation_size(c.oid) / current_setting('block_size')::int AS pages
+    FROM pg_class AS c WHERE c.oid = CAST(:table AS regclass)
+    """
+)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A run in physical order: the table's pages now, and how many expired rows a page holds."""
+
+    pages: int
+    expired_per_page: float
+
+
+def planned_sweep(session: Session, resolved: Resolved) -> Sweep | None:
+    """A physical sweep when the planner expects a large expired share, else None.
+
+    A table never analyzed has no estimate and keeps the index ranges.
+    """
+    names = _names(session, resolved)
+    rows, pages = session.execute(_STATISTICS, {"table": names["table"]}).one()
+    if rows <= 0 or pages <= 0:
+        return None
+    expired = _estimated_rows(session, names, resolved.target.grace_s)
+    return Sweep(int(pages), expired / pages) if expired >= SWEEP_SHARE * rows else None
+
+
+def _estimated_rows(session: Session, names: dict[str, str], grace_s: float) -> float:
+    # The grace is a validated float, so it is written into the EXPLAINed text as a number.
+    sql = (
+        f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {names['table']}"
+        f" WHERE {names['col']} < now() - make_interval(secs => {float(grace_s)!r})"
+    )
+    return session.execute(text(sql)).scalar_one()[0]["Plan"]["Plan Rows"]
+
+
+# A batch of a sweep: the expired rows of the pages [first, end), read by a TID range scan.
+_DELETE_PAGES = """
+    DELETE FROM {table}
+    WHERE ctid >= CAST(:first AS tid) AND ctid < CAST(:end AS tid)
+      AND {col} < now() - make_interval(secs => :grace_s)
+"""
+
+# Its fallback when a login holds a row lock in those pages: the locked rows stay.
+_DELETE_PAGES_SKIPPING_LOCKED = """
+    WITH doomed AS (
+        SELECT ctid FROM {table}
+        WHERE ctid >= CAST(:first AS tid) AND ctid < CAST(:end AS tid)
+          AND {col} < now() - make_interval(secs => :grace_s)
+        FOR UPDATE SKIP LOCKED
+    )
+    DELETE FROM {table}
+    WHERE ctid = ANY(ARRAY(SELECT ctid FROM doomed))
+      AND {col} < now() - make_interval(secs => :grace_s)
+"""
+
+
+def delete_expired_pages(session: Session, resolved: Resolved, first: int, end: int) -> int:
+    """Delete the expired rows on heap pages [first, end); how many went.
+
+    A row updated meanwhile is judged on its new version, so an extended session stays.
+    """
+    names = _names(session, resolved)
+    params = {"grace_s": resolved.target.grace_s, "first": f"({first},0)", "end": f"({end},0)"}
+    session.execute(text(f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}"))
+    try:
+        with session.begin_nested():
+            return _deleted(session, _DELETE_PAGES.format(**names), params)
+    except OperationalError as error:
+        if not isinstance(error.orig, LockNotAvailable):
+            raise
+    session.execute(text("SET LOCAL lock_timeout = DEFAULT"))
+    return _deleted(session, _DELETE_PAGES_SKIPPING_LOCKED.format(**names), params)
+
+
+def _deleted(session: Session, statement: str, params: dict[str, Any]) -> int:
+    """Run a DELETE; the number of rows it deleted."""
+    result = session.execute(text(statement), params)
+    assert isinstance(result, CursorResult)  # a DML statement's result always is
+    return result.rowcount
 
 
 def count_expired(session: Session, resolved: Resolved) -> int:
