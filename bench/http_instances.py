@@ -17,7 +17,6 @@ with the checks for this process's GIL. A scratch database is created, migrated 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import statistics
@@ -29,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
-from bench.plugins import SERVICES, fmt_load, line, start_services  # noqa: E402
+from bench.plugins import SERVICES, fmt_load, line, run_on_services  # noqa: E402
 
 PER_SERVICE = 50  # 20 services x 50 = 1,000 instances
 CONCURRENCY = 32
@@ -106,21 +105,7 @@ def bare_once(ports: list[int]) -> float:
 
 def main() -> None:
     """Run both side by side and print medians, checks/s and the ratios."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--database-url", default=os.environ.get("AGENT_TEST_DATABASE_URL"))
-    args = parser.parse_args()
-    if not args.database_url:
-        sys.exit("set AGENT_TEST_DATABASE_URL (or --database-url) to a PostgreSQL server")
-    from tests.conftest import new_database
-
-    child, ports = start_services()
-    try:
-        with new_database(args.database_url, "agent_bench") as url:
-            run(url, ports, args.repeat)
-    finally:
-        child.kill()
-        child.wait()
+    run_on_services(run, __doc__)
 
 
 def run(url: str, ports: list[int], repeat: int) -> None:

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,7 +146,12 @@ def bare_once(ports: list[int]) -> float:
 
 def main() -> None:
     """Run both side by side and print medians, checks/s and the ratios."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    run_on_services(run, __doc__)
+
+
+def run_on_services(run: Callable[[str, list[int], int], None], doc: str | None) -> None:
+    """Parse --repeat and --database-url, start the services and a scratch database, run."""
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--database-url", default=os.environ.get("AGENT_TEST_DATABASE_URL"))
     args = parser.parse_args()

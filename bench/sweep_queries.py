@@ -442,7 +442,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.database_url:
         sys.exit("set AGENT_TEST_DATABASE_URL (or --database-url) to a PostgreSQL server")
-    from tests.conftest import new_database
+    from tests.support.databases import new_database
 
     with new_database(args.database_url, "agent_bench_sweep") as url, private_redis() as broker:
         run(url, broker, args)
