@@ -221,11 +221,10 @@ def lookups_and_extensions(expired, live, stop, report):
             i += 1
 
 
-def test_concurrent_lookups_and_updates_are_not_held_up_and_extended_sessions_survive(user_id):
-    expired = add_sessions(user_id, 20000, -60)
-    live = add_sessions(user_id, 1000, 3600)
+def prune_while_looking_up(expired, live, lookers):
+    """A prune run (batches of 500) while `lookers` threads look sessions up and extend them."""
     stop = threading.Event()
-    reports = [{"latencies": [], "missing": 0, "extended": set()} for _ in range(3)]
+    reports = [{"latencies": [], "missing": 0, "extended": set()} for _ in range(lookers)]
     threads = [
         threading.Thread(target=lookups_and_extensions, args=(expired, live, stop, r))
         for r in reports
@@ -233,11 +232,17 @@ def test_concurrent_lookups_and_updates_are_not_held_up_and_extended_sessions_su
     for thread in threads:
         thread.start()
     try:
-        result = housekeeping.run_prune(settings(prune_batch_size=500))
+        return housekeeping.run_prune(settings(prune_batch_size=500)), reports
     finally:
         stop.set()
         for thread in threads:
             thread.join()
+
+
+def test_concurrent_lookups_and_updates_are_not_held_up_and_extended_sessions_survive(user_id):
+    expired = add_sessions(user_id, 20000, -60)
+    live = add_sessions(user_id, 1000, 3600)
+    result, reports = prune_while_looking_up(expired, live, lookers=3)
     extended = set().union(*(r["extended"] for r in reports))
     latencies = sorted(x for r in reports for x in r["latencies"])
     assert result["complete"] is True
@@ -277,20 +282,7 @@ def test_a_shuffled_heap_mostly_expired_is_swept_by_page_and_loses_exactly_its_e
     _, sweep = sessions_target()
     assert sweep is not None
     assert sweep.pages > 100
-    stop = threading.Event()
-    reports = [{"latencies": [], "missing": 0, "extended": set()} for _ in range(2)]
-    threads = [
-        threading.Thread(target=lookups_and_extensions, args=(expired, live, stop, r))
-        for r in reports
-    ]
-    for thread in threads:
-        thread.start()
-    try:
-        result = housekeeping.run_prune(settings(prune_batch_size=500))
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
+    result, reports = prune_while_looking_up(expired, live, lookers=2)
     extended = set().union(*(r["extended"] for r in reports))
     assert result["complete"] is True
     assert result["batches"] > 10
